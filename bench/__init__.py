@@ -1,0 +1,1 @@
+"""Placement and drain-planning benchmarks on the real fleets in ../shared/data."""

@@ -1,0 +1,76 @@
+"""What every ``fleet`` sub-command shares: the console, JSON output, the store."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fleet.settings import Settings, load_settings
+from fleet.store import Store
+
+console = Console()
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def load_store() -> tuple[Settings, Store]:
+    settings = load_settings()
+    return settings, Store.connect(settings.redis_url, settings.prefix)
+
+
+def who() -> str:
+    """Who is asking, for the audit trail."""
+    return f"cli:{getpass.getuser()}@{socket.gethostname()}"
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
+    """Print dict rows as a table of ``columns``."""
+    rows_table(title, columns, [[row.get(c) for c in columns] for row in rows])
+
+
+def rows_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """Print list rows as a table."""
+    out = Table(title=title)
+    for column in columns:
+        out.add_column(column)
+    for row in rows:
+        out.add_row(*(_cell(v) for v in row))
+    console.print(out)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return "" if value is None else str(value)
+
+
+def fields_table(title: str, record: dict[str, Any]) -> None:
+    """Print one record as a two-column table of its fields."""
+    rows_table(title, ["field", "value"], [[k, v] for k, v in record.items()])
+
+
+def finish_job(store: Store, job_id: str, as_json: bool) -> None:
+    """Watch a job to its end; exit 1 unless it succeeded."""
+    from fleet.cli.views import job_detail
+    from fleet.cli.watch import summary_table, watch_job
+
+    quiet = Console(file=sys.stderr) if as_json else console
+    job = watch_job(store, job_id, quiet)
+    if as_json:
+        print_json(job_detail(store, job))
+    else:
+        console.print(summary_table(store, job))
+    if job.state != "succeeded":
+        raise typer.Exit(1)

@@ -1,0 +1,349 @@
+"""The ``fleet`` command: read state, submit jobs, watch them, run the processes.
+
+Exit codes: 0 ok, 1 a job failed or a service is unreachable, 2 bad input (one line on
+stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import click
+import redis
+import typer
+from rich.console import Console
+from typer.exceptions import TyperException
+
+from fleet.cli.common import (
+    JsonOpt,
+    console,
+    fields_table,
+    finish_job,
+    load_store,
+    print_json,
+    table,
+    who,
+)
+from fleet.cli.host_cmds import capacity, host_app
+from fleet.cli.lab import lab_app
+from fleet.cli.plan import plan_app
+from fleet.cli.power import vm_start, vm_stop
+from fleet.core.errors import FleetError, InvalidInput
+from fleet.core.names import check_job_id, check_name, parse_name_list
+from fleet.settings import load_settings
+
+app = typer.Typer(help="Orchestrate a KVM fleet: migrate, drain, fail over.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+vm_app = typer.Typer(help="Act on one VM.", no_args_is_help=True)
+job_app = typer.Typer(help="Inspect and watch jobs.", no_args_is_help=True)
+app.add_typer(vm_app, name="vm")
+vm_app.command("stop")(vm_stop)
+vm_app.command("start")(vm_start)
+app.add_typer(job_app, name="job")
+
+app.add_typer(host_app, name="host")
+app.add_typer(lab_app, name="lab")
+app.add_typer(plan_app, name="plan")
+app.command("capacity")(capacity)
+
+
+@app.command()
+def hosts(as_json: JsonOpt = False) -> None:
+    """List hosts with capacity, use and VMs."""
+    from fleet.cli.views import host_rows
+
+    rows = host_rows(load_store()[1])
+    if as_json:
+        return print_json(rows)
+    table(rows, ["name", "state", "vcpus", "memory_mib", "used_vcpus", "used_memory_mib",
+                  "agent_alive", "vms"], "hosts")
+    return None
+
+
+@app.command()
+def vms(as_json: JsonOpt = False) -> None:
+    """List VMs and where they run."""
+    from fleet.cli.views import vm_rows
+
+    rows = vm_rows(load_store()[1])
+    if as_json:
+        return print_json(rows)
+    table(rows, ["name", "host", "state", "vcpus", "memory_mib", "ha", "priority", "group"],
+           "vms")
+    return None
+
+
+@vm_app.command("migrate")
+def vm_migrate(
+    name: str,
+    to: Annotated[str | None, typer.Option("--to", help="Destination host.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until done.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Live-migrate a VM (placed by fleet unless --to is given); prints the job id."""
+    from tasks.submit import submit_migration
+
+    _, store = load_store()
+    job_id, created = submit_migration(store, name, to, requested_by=who())
+    if not created:
+        Console(stderr=True).print(f"[yellow]VM {name} is already moving in job {job_id}[/]")
+    if wait:
+        finish_job(store, job_id, as_json)
+    elif as_json:
+        print_json({"job": job_id, "created": created})
+    else:
+        sys.stdout.write(job_id + "\n")
+
+
+@vm_app.command("show")
+def vm_show(name: str, as_json: JsonOpt = False) -> None:
+    """A VM in full: record, policy, the job moving it, and which hosts report it."""
+    from fleet.cli.views import vm_detail
+
+    _, store = load_store()
+    detail = vm_detail(store, check_name("VM", name))
+    if as_json:
+        return print_json(detail)
+    fields_table(f"vm {name}", detail)
+    return None
+
+
+@vm_app.command("explain")
+def vm_explain(name: str, as_json: JsonOpt = False) -> None:
+    """Where placement would move a VM now, and why each other host is rejected."""
+    from fleet.core.placement import explain
+    from fleet.core.planmodel import plan_vm
+    from workers.drain import fleet_state, placement_config
+
+    settings, store = load_store()
+    vm = store.get_vm(check_name("VM", name))
+    state = fleet_state(store, placement_config(settings))
+    with state.trial():
+        if vm.name in state.placed:
+            state.remove(vm.name)
+        found = explain(state, plan_vm(vm, vm.rule), exclude=[vm.host])
+    if as_json:
+        return print_json(found.to_dict())
+    console.print(f"{vm.name} would go to {found.host or 'no host'}")
+    for host, reasons in sorted(found.rejected.items()):
+        console.print(f"  {host}: {'; '.join(reasons)}")
+    return None
+
+
+@vm_app.command("policy")
+def vm_policy(
+    name: str,
+    postcopy: Annotated[bool | None, typer.Option("--postcopy/--no-postcopy",
+                                                  help="Allow post-copy escalation.")] = None,
+    auto_converge: Annotated[bool | None, typer.Option("--auto-converge/--no-auto-converge")]
+    = None,
+    timeout_per_gib_s: Annotated[float | None, typer.Option(min=1)] = None,
+    timeout_min_s: Annotated[float | None, typer.Option(min=1)] = None,
+    stall_timeout_s: Annotated[float | None, typer.Option(min=1)] = None,
+    max_downtime_ms: Annotated[int | None, typer.Option(min=1)] = None,
+    bandwidth_mib_s: Annotated[float | None, typer.Option(min=0)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or set a VM's migration policy overrides."""
+    _, store = load_store()
+    vm = store.get_vm(check_name("VM", name))
+    given = {"allow_postcopy": postcopy, "allow_auto_converge": auto_converge,
+             "timeout_per_gib_s": timeout_per_gib_s, "timeout_min_s": timeout_min_s,
+             "stall_timeout_s": stall_timeout_s, "max_downtime_ms": max_downtime_ms,
+             "bandwidth_mib_s": bandwidth_mib_s}
+    changes = {k: v for k, v in given.items() if v is not None}
+    if changes:
+        vm = store.update_vm(vm.name, policy={**vm.policy, **changes})
+    if as_json:
+        return print_json(vm.policy)
+    console.print(f"{vm.name}: {vm.policy or 'defaults'}")
+    return None
+
+
+@app.command()
+def jobs(as_json: JsonOpt = False) -> None:
+    """List recent jobs, newest first."""
+    from fleet.cli.views import job_row
+
+    rows = [job_row(j) for j in load_store()[1].list_jobs()]
+    if as_json:
+        return print_json(rows)
+    table(rows, ["id", "kind", "state", "target", "requested_by", "error"], "jobs")
+    return None
+
+
+@job_app.command("show")
+def job_show(job_id: str, as_json: JsonOpt = False) -> None:
+    """A job with its moves: state, progress, errors, timestamps."""
+    from fleet.cli.views import job_detail
+    from fleet.cli.watch import summary_table
+
+    _, store = load_store()
+    job = store.get_job(check_job_id(job_id))
+    if as_json:
+        return print_json(job_detail(store, job))
+    console.print(summary_table(store, job))
+    return None
+
+
+@job_app.command("cancel")
+def job_cancel(job_id: str) -> None:
+    """Cancel a job: no new moves start; running migrations abort, VMs stay put."""
+    from tasks.submit import submit_cancel
+
+    _, store = load_store()
+    submit_cancel(store, check_job_id(job_id), who())
+    typer.echo(f"cancelling {job_id}")
+
+
+@job_app.command("watch")
+def job_watch(job_id: str, as_json: JsonOpt = False) -> None:
+    """Live progress of a job until it ends; exit 1 if it failed."""
+    _, store = load_store()
+    store.get_job(check_job_id(job_id))
+    finish_job(store, job_id, as_json)
+
+
+@app.command()
+def events(
+    job: Annotated[str | None, typer.Option("--job", help="Only this job's events.")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Only events naming this host.")]
+    = None,
+    limit: Annotated[int, typer.Option(min=1, max=100000)] = 200,
+    progress: Annotated[bool, typer.Option(help="Include progress samples (--job).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The audit trail: who asked for what, and every state change, with timestamps."""
+    from fleet.cli.views import event_rows
+
+    _, store = load_store()
+    if job is not None:
+        store.get_job(check_job_id(job))
+    if host is not None:
+        store.get_host(check_name("host", host))
+    rows = event_rows(store, job, host, progress)[-limit:]
+    if as_json:
+        return print_json(rows)
+    table(rows, ["time", "kind", "job", "detail"], "events")
+    return None
+
+
+@app.command()
+def metrics(
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 9464,
+    address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Serve Prometheus metrics at http://ADDRESS:PORT/metrics."""
+    from fleet.cli.metrics import serve
+
+    _, store = load_store()
+    console.print(f"metrics on http://{address}:{port}/metrics")
+    serve(store, address, port)
+
+
+@app.command()
+def agent(
+    host: Annotated[str | None, typer.Option("--host", help="The host this agent serves.")]
+    = None,
+    hosts_: Annotated[str | None, typer.Option("--hosts", help="Several sim hosts: h1,h2")]
+    = None,
+    driver: Annotated[str, typer.Option("--driver", help="sim or libvirt")] = "sim",
+    uri: Annotated[str, typer.Option("--uri", help="libvirt URI")] = "qemu:///system",
+    vcpus: Annotated[int, typer.Option(help="Capacity of a new sim host.")] = 16,
+    memory_mib: Annotated[int, typer.Option(help="Capacity of a new sim host.")] = 32768,
+    address: Annotated[str, typer.Option(help="Address other hosts reach this one at.")] = "",
+    migration_uri: Annotated[str, typer.Option(
+        help="libvirt URI peers migrate to (default qemu+tcp://ADDRESS/system).")] = "",
+) -> None:
+    """Run the agent of one host (or several sim hosts): its Celery worker and heartbeats."""
+    from workers.hypervisors.factory import DRIVERS
+
+    if driver not in DRIVERS:
+        raise InvalidInput(f"unknown driver {driver!r}: choose one of {', '.join(DRIVERS)}")
+    names = parse_name_list("host", hosts_) if hosts_ else []
+    if host:
+        names.insert(0, check_name("host", host))
+    if not names:
+        raise InvalidInput("missing option --host (or --hosts for sim agents)")
+    if len(names) > 1 and driver != "sim":
+        raise InvalidInput("only the sim driver serves several hosts in one agent")
+    settings = load_settings()
+    from tasks.processes import run_agent
+
+    if driver == "libvirt" and not migration_uri and address:
+        migration_uri = f"qemu+tcp://{address}/system"
+    run_agent(settings, names, driver, uri if driver == "libvirt" else "", vcpus, memory_mib,
+              address, migration_uri)
+
+
+@app.command()
+def controller() -> None:
+    """Run the controller: the Celery worker of the control queue and the job sweeper."""
+    settings = load_settings()
+    from tasks.processes import run_controller
+
+    run_controller(settings)
+
+
+@app.command()
+def monitor(
+    name: Annotated[str, typer.Option(help="This monitor's name in the lease.")] = "monitor",
+) -> None:
+    """Watch heartbeats and fail hosts over: fence, then restart HA VMs elsewhere."""
+    import logging
+
+    settings = load_settings()
+    check_name("monitor", name)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from tasks.processes import run_monitor
+
+    run_monitor(settings, name)
+
+
+@app.command()
+def demo(
+    hosts_count: Annotated[int, typer.Option("--hosts", min=2, max=50,
+                                             help="Simulated hosts.")] = 3,
+    once: Annotated[bool, typer.Option("--once", help="Run the scenario and exit.")] = False,
+) -> None:
+    """A simulated fleet with real Redis, Celery workers and Flower, migrating live."""
+    from fleet.cli.demo import run_demo
+
+    raise typer.Exit(run_demo(hosts_count, once, console))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point with fleet's error and exit-code conventions."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except USAGE_ERRORS as exc:
+        _die(2, _usage_message(exc))
+    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
+        _die(130, "aborted")
+    except InvalidInput as exc:
+        _die(2, str(exc))
+    except FleetError as exc:
+        _die(1, str(exc))
+    except redis.ConnectionError as exc:
+        _die(1, f"cannot reach Redis ({load_settings().redis_url}): {exc}")
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+USAGE_ERRORS: tuple[type[Exception], ...] = (click.ClickException, TyperException)
+
+
+def _usage_message(exc: Exception) -> str:
+    format_message = getattr(exc, "format_message", None)
+    text = format_message() if callable(format_message) else str(exc)
+    return str(text).replace("\n", " ")
+
+
+def _die(code: int, message: str) -> None:
+    first = message.strip().splitlines()[0] if message.strip() else "error"
+    sys.stderr.write(f"fleet: {first}\n")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Starting and stopping the local processes the demo and tests need.
+
+Only processes started here are ever stopped, by their pid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from fleet.core.errors import FleetError, InvalidInput
+from fleet.store import redis_answers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.1,
+             ) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(step_s)
+    raise FleetError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+@dataclass
+class Processes:
+    """Child processes started by us, with their logs, stopped by pid on ``stop_all``."""
+
+    log_dir: Path
+    children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None,
+              ) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self._logs.append(log)
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+        self.children.append((name, proc))
+        return proc
+
+    def fleet(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        return self.spawn(name, [sys.executable, "-m", "fleet.cli.main", *args], env)
+
+    def start_redis(self) -> str:
+        """A private redis-server on a free loopback port; returns its URL."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise InvalidInput("no Redis answers and redis-server is not on PATH:"
+                               " install it (apt-get install redis-server)")
+        port = free_port()
+        data = self.log_dir / f"redis-{port}"
+        data.mkdir(parents=True, exist_ok=True)
+        self.spawn(f"redis-{port}", [binary, "--port", str(port), "--bind", "127.0.0.1",
+                                     "--save", "", "--appendonly", "no", "--dir", str(data)])
+        url = f"redis://127.0.0.1:{port}/0"
+        wait_for(lambda: redis_answers(url), 10, f"redis-server on port {port}")
+        return url
+
+    def stop(self, proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def stop_all(self) -> None:
+        for _, proc in reversed(self.children):
+            self.stop(proc)
+        self.children.clear()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()

@@ -1,0 +1,112 @@
+"""Plain views of records for ``--json`` output and tables (the CLI's scripting contract)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleet.core.models import VM, Host, Job, Move
+from fleet.store import Store
+
+
+def host_rows(store: Store) -> list[dict[str, Any]]:
+    vms = store.list_vms()
+    rows = []
+    for host in store.list_hosts():
+        mine = [v for v in vms if v.host == host.name]
+        rows.append(_host_row(host, mine, store.heartbeat(host.name) is not None))
+    return rows
+
+
+def _host_row(host: Host, vms: list[VM], alive: bool) -> dict[str, Any]:
+    return {
+        "name": host.name, "state": host.state, "vcpus": host.vcpus,
+        "memory_mib": host.memory_mib, "used_vcpus": sum(v.vcpus for v in vms),
+        "used_memory_mib": sum(v.memory_mib for v in vms),
+        "vms": sorted(v.name for v in vms), "agent_alive": alive, "labels": host.labels,
+    }
+
+
+def host_detail(store: Store, name: str, fence_agent: str, now: float) -> dict[str, Any]:
+    """One host in full: record, use, heartbeat, failover health and why, its VMs."""
+    host = store.get_host(name)
+    vms = [v for v in store.list_vms() if v.host == name]
+    beat = store.heartbeat(name)
+    health = store.failover.load_state().get("hosts", {}).get(name)
+    heartbeat = None if beat is None else {
+        "age_s": round(max(0.0, now - float(beat["at"])), 2), "agent": beat.get("agent", ""),
+        "hypervisor_ok": beat.get("hypervisor_ok"), "error": beat.get("error", ""),
+        "domains": len(beat.get("domains", []))}
+    return {
+        **_host_row(host, vms, beat is not None), "driver": host.driver,
+        "address": host.address, "migration_uri": host.migration_uri,
+        "heartbeat": heartbeat, "failover": health, "failover_job": store.failover.job(name),
+        "fence_agent": fence_agent, "vm_states": {v.name: v.state for v in vms},
+    }
+
+
+def vm_rows(store: Store) -> list[dict[str, Any]]:
+    return [{
+        "name": v.name, "uuid": v.uuid, "host": v.host, "state": v.state, "vcpus": v.vcpus,
+        "memory_mib": v.memory_mib, "ha": v.ha, "priority": v.priority, "group": v.group,
+    } for v in store.list_vms()]
+
+
+def vm_detail(store: Store, name: str) -> dict[str, Any]:
+    """One VM in full; ``reported_by`` is every host whose last heartbeat lists it, and
+    ``guard`` what the VM guard remembers of it (restarts in its window, given up)."""
+    vm = store.get_vm(name)
+    row = vm.to_dict()
+    row["definition"] = f"{len(vm.definition)} bytes" if vm.definition else ""
+    reported = {}
+    for host in store.list_hosts():
+        beat = store.heartbeat(host.name) or {}
+        for domain in beat.get("domains", []):
+            if domain.get("name") == vm.name:
+                reported[host.name] = domain.get("state", "")
+    guard = store.failover.load_guard().get(vm.name, {})
+    return {**row, "job": store.owning_job(vm.name), "reported_by": reported,
+            "guard": {"restarts": guard.get("starts", []),
+                      "gave_up": bool(guard.get("gave_up", False))}}
+
+
+def job_row(job: Job) -> dict[str, Any]:
+    row = job.to_dict()
+    row.pop("moves", None)
+    return row
+
+
+def move_row(move: Move) -> dict[str, Any]:
+    row = move.to_dict()
+    row.pop("token", None)
+    return row
+
+
+def job_detail(store: Store, job: Job) -> dict[str, Any]:
+    return {**job_row(job), "moves": [move_row(m) for m in store.job_moves(job)]}
+
+
+HOST_FIELDS = ("host", "source", "destination")
+
+
+def event_rows(store: Store, job: str | None, host: str | None, progress: bool,
+               ) -> list[dict[str, Any]]:
+    """Events of one job, or of the audit stream, optionally only those naming ``host``."""
+    found = store.events(job) if job else store.journal.audit(count=100_000)
+    rows = []
+    for _, event in found:
+        if event["kind"] == "move.progress" and not progress:
+            continue
+        if host and not any(event.get(f) == host for f in HOST_FIELDS):
+            continue
+        rows.append(_event_row(event))
+    return rows
+
+
+def _event_row(event: dict[str, Any]) -> dict[str, Any]:
+    import datetime
+
+    when = datetime.datetime.fromtimestamp(event["at"], tz=datetime.UTC)
+    detail = {k: v for k, v in event.items() if k not in ("kind", "job", "at") and v != ""}
+    return {"time": when.isoformat(timespec="milliseconds"), "kind": event["kind"],
+            "job": event["job"], "detail": " ".join(f"{k}={v}" for k, v in detail.items()),
+            "data": detail}

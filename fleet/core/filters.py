@@ -1,0 +1,229 @@
+"""Filters: may this host receive this VM? Each says yes/no fast and, when asked, why not.
+
+A ``Filter`` pairs ``ok`` (the hot path: a bool, no strings built) with ``why`` (a
+sentence for ``explain`` and for reports of VMs that fit nowhere). ``FILTERS`` lists them
+in the order they are checked; cheap and selective ones first.
+
+- state: only ``active`` hosts receive (hosts being evacuated are closed too);
+- excluded: the VM's own host and any host the caller excludes;
+- vcpu / memory / disk: free capacity (x allocation ratio, minus reserved memory, after
+  VMs and in-flight claims) covers the request;
+- labels: the host carries every label the VM requires (aggregates);
+- arch / cpu-model: the host's architecture matches and it offers the VM's CPU model;
+- group: the VM's group rule (see ``fleet.core.planmodel``) holds if it lands here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fleet.core.fleetstate import Demand, FleetState
+from fleet.core.planmodel import PlanVM, Rule
+
+
+@dataclass
+class Query:
+    """One placement question: this VM (or gang), this demand, minus these hosts."""
+
+    vm: PlanVM
+    demand: Demand
+    exclude: frozenset[int] = field(default_factory=frozenset)
+
+
+Check = Callable[[FleetState, int, Query], bool]
+Explain = Callable[[FleetState, int, Query], str]
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A named predicate with its explanation."""
+
+    name: str
+    ok: Check
+    why: Explain
+
+
+def _fmt_cpu(milli: int) -> str:
+    return f"{milli / 1000:g}"
+
+
+# --------------------------------------------------------------------- state / exclusion
+def _state_ok(st: FleetState, i: int, q: Query) -> bool:
+    return st.receiving[i]
+
+
+def _state_why(st: FleetState, i: int, q: Query) -> str:
+    state = st.hosts[i].state
+    if state == "active":
+        return "state: host is being evacuated in this plan"
+    return f"state: host is {state}; only active hosts receive"
+
+
+def _excluded_ok(st: FleetState, i: int, q: Query) -> bool:
+    return i not in q.exclude
+
+
+def _excluded_why(st: FleetState, i: int, q: Query) -> str:
+    if st.hosts[i].name == q.vm.host:
+        return "excluded: the VM's current host"
+    return "excluded: on the exclusion list"
+
+
+# --------------------------------------------------------------------- capacity
+def _cpu_ok(st: FleetState, i: int, q: Query) -> bool:
+    return st.free_cpu[i] >= q.demand.cpu
+
+
+def _cpu_why(st: FleetState, i: int, q: Query) -> str:
+    return (f"vcpu: needs {_fmt_cpu(q.demand.cpu)}, free {_fmt_cpu(st.free_cpu[i])} of "
+            f"{_fmt_cpu(st.cap_cpu[i])} (allocation ratio "
+            f"{st.config.cpu_allocation_ratio:g}, in-flight claims counted)")
+
+
+def _mem_ok(st: FleetState, i: int, q: Query) -> bool:
+    return st.free_mem[i] >= q.demand.mem
+
+
+def _mem_why(st: FleetState, i: int, q: Query) -> str:
+    return (f"memory: needs {q.demand.mem} MiB, free {st.free_mem[i]} of {st.cap_mem[i]} MiB "
+            f"(allocation ratio {st.config.ram_allocation_ratio:g}, "
+            f"reserved {st.config.reserved_host_memory_mib} MiB, in-flight claims counted)")
+
+
+def _disk_ok(st: FleetState, i: int, q: Query) -> bool:
+    return st.free_disk[i] >= q.demand.disk
+
+
+def _disk_why(st: FleetState, i: int, q: Query) -> str:
+    return f"disk: needs {q.demand.disk} GiB, free {st.free_disk[i]} of {st.cap_disk[i]} GiB"
+
+
+# --------------------------------------------------------------------- host traits
+def _labels_ok(st: FleetState, i: int, q: Query) -> bool:
+    labels = st.hosts[i].labels
+    return all(labels.get(k) == v for k, v in q.vm.required_labels.items())
+
+
+def _labels_why(st: FleetState, i: int, q: Query) -> str:
+    labels = st.hosts[i].labels
+    missing = [f"{k}={v}" for k, v in q.vm.required_labels.items() if labels.get(k) != v]
+    return f"labels: host lacks {', '.join(missing)}"
+
+
+def _arch_ok(st: FleetState, i: int, q: Query) -> bool:
+    return not q.vm.arch or st.hosts[i].arch == q.vm.arch
+
+
+def _arch_why(st: FleetState, i: int, q: Query) -> str:
+    return f"arch: VM needs {q.vm.arch}, host is {st.hosts[i].arch or 'unknown'}"
+
+
+def _model_ok(st: FleetState, i: int, q: Query) -> bool:
+    return not q.vm.cpu_model or q.vm.cpu_model in st.hosts[i].cpu_models
+
+
+def _model_why(st: FleetState, i: int, q: Query) -> str:
+    offered = ", ".join(sorted(st.hosts[i].cpu_models)) or "none"
+    return f"cpu-model: VM needs {q.vm.cpu_model}, host offers {offered}"
+
+
+# --------------------------------------------------------------------- groups
+def _anti_ok(st: FleetState, i: int, vm: PlanVM) -> bool:
+    return i not in st.group_hosts.get(vm.group, ())
+
+
+def _affinity_ok(st: FleetState, i: int, vm: PlanVM) -> bool:
+    hosts = st.group_hosts.get(vm.group)
+    return not hosts or i in hosts
+
+
+def _rack_affinity_ok(st: FleetState, i: int, vm: PlanVM) -> bool:
+    racks = st.group_racks.get(vm.group)
+    return not racks or st.rack_of[i] in racks
+
+
+def _rack_anti_ok(st: FleetState, i: int, vm: PlanVM) -> bool:
+    return st.rack_of[i] not in st.group_racks.get(vm.group, ())
+
+
+def _fault_domain_ok(st: FleetState, i: int, vm: PlanVM) -> bool:
+    doms = st.fault_domains.get((vm.group, st.rack_of[i]))
+    return not doms or (len(doms) == 1 and vm.domain in doms)
+
+
+_RULE_CHECKS: dict[str, Callable[[FleetState, int, PlanVM], bool]] = {
+    Rule.ANTI_AFFINITY.value: _anti_ok,
+    Rule.AFFINITY.value: _affinity_ok,
+    Rule.RACK_AFFINITY.value: _rack_affinity_ok,
+    Rule.RACK_ANTI_AFFINITY.value: _rack_anti_ok,
+    Rule.FAULT_DOMAIN.value: _fault_domain_ok,
+}
+
+
+def _group_ok(st: FleetState, i: int, q: Query) -> bool:
+    vm = q.vm
+    if not vm.group:
+        return True
+    check = _RULE_CHECKS.get(vm.rule)
+    return check is None or check(st, i, vm)
+
+
+def _members(st: FleetState, group: str, where: Callable[[int], bool]) -> str:
+    names = [vm.name for vm, h in st.placed.values() if vm.group == group and where(h)]
+    shown = ", ".join(sorted(names)[:3]) + (" …" if len(names) > 3 else "")
+    return shown or "?"
+
+
+def _group_why(st: FleetState, i: int, q: Query) -> str:
+    vm, rack = q.vm, st.rack_of[i]
+    g = vm.group
+    if vm.rule == Rule.ANTI_AFFINITY.value:
+        return f"anti-affinity group {g}: host already holds {_members(st, g, lambda h: h == i)}"
+    if vm.rule == Rule.AFFINITY.value:
+        hosts = sorted(st.hosts[h].name for h in st.group_hosts.get(g, ()))
+        return f"affinity group {g}: members run on {', '.join(hosts)}"
+    if vm.rule == Rule.RACK_AFFINITY.value:
+        racks = sorted(st.rack_names[r] for r in st.group_racks.get(g, ()))
+        return f"rack-affinity group {g}: members are in rack {', '.join(racks)}"
+    if vm.rule == Rule.RACK_ANTI_AFFINITY.value:
+        held = _members(st, g, lambda h: st.rack_of[h] == rack)
+        return f"rack-anti-affinity group {g}: rack {st.rack_names[rack]} holds {held}"
+    doms = sorted(st.fault_domains.get((g, rack), ()))
+    return (f"fault-domain group {g}: rack {st.rack_names[rack]} holds domain "
+            f"{', '.join(d for d in doms if d != vm.domain)}, VM is domain {vm.domain}")
+
+
+FILTERS: tuple[Filter, ...] = (
+    Filter("state", _state_ok, _state_why),
+    Filter("excluded", _excluded_ok, _excluded_why),
+    Filter("memory", _mem_ok, _mem_why),
+    Filter("vcpu", _cpu_ok, _cpu_why),
+    Filter("disk", _disk_ok, _disk_why),
+    Filter("group", _group_ok, _group_why),
+    Filter("labels", _labels_ok, _labels_why),
+    Filter("arch", _arch_ok, _arch_why),
+    Filter("cpu-model", _model_ok, _model_why),
+)
+
+
+def passes(st: FleetState, i: int, q: Query) -> bool:
+    """True when host ``i`` passes every filter for ``q`` (the hot path)."""
+    return (st.receiving[i] and i not in q.exclude
+            and st.free_mem[i] >= q.demand.mem and st.free_cpu[i] >= q.demand.cpu
+            and st.free_disk[i] >= q.demand.disk
+            and all(f.ok(st, i, q) for f in _TRAIT_FILTERS))
+
+
+_TRAIT_FILTERS = FILTERS[5:]
+
+
+def rejections(st: FleetState, i: int, q: Query) -> list[str]:
+    """Every reason host ``i`` is rejected for ``q`` (empty when it passes)."""
+    return [f.why(st, i, q) for f in FILTERS if not f.ok(st, i, q)]
+
+
+def reason_code(reason: str) -> str:
+    """The filter name a reason starts with (``"memory: needs …"`` → ``"memory"``)."""
+    head = reason.split(":", 1)[0]
+    return head.split(" group ", 1)[0]

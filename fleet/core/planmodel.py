@@ -1,0 +1,130 @@
+"""Planning inputs: the hosts and VMs the placement engine reasons about.
+
+``PlanHost`` and ``PlanVM`` carry what placement needs and nothing else (no addresses,
+no definitions): capacity, state, labels, rack, architecture, CPU models, and for VMs the
+group rule they obey. They are built from the store's ``Host``/``VM`` records with
+``plan_host``/``plan_vm`` or read from inventory files by ``fleet.planfiles``.
+
+Group rules (``PlanVM.rule``, the group is ``PlanVM.group``):
+
+- ``affinity``: every member on one host;
+- ``anti-affinity``: no two members on one host;
+- ``rack-affinity``: every member in one rack;
+- ``rack-anti-affinity``: no two members in one rack;
+- ``fault-domain``: members of different ``domain`` values never share a rack (members of
+  one domain may).
+
+A host without a rack is its own rack. Internally vCPUs are counted in milli-vCPUs so
+fractional requests add and subtract exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from fleet.core.models import VM, Host, HostState
+
+
+class Rule(StrEnum):
+    """How the members of a group are placed relative to each other."""
+
+    NONE = ""
+    AFFINITY = "affinity"
+    ANTI_AFFINITY = "anti-affinity"
+    RACK_AFFINITY = "rack-affinity"
+    RACK_ANTI_AFFINITY = "rack-anti-affinity"
+    FAULT_DOMAIN = "fault-domain"
+
+
+RULES = frozenset(r.value for r in Rule)
+
+#: Preset weigher multipliers: spread keeps headroom everywhere, stack fills hosts up.
+SPREAD: Mapping[str, float] = {"ram": 1.0, "cpu": 1.0}
+STACK: Mapping[str, float] = {"ram": -1.0, "cpu": -1.0}
+PRESETS: Mapping[str, Mapping[str, float]] = {"spread": SPREAD, "stack": STACK}
+
+
+@dataclass(frozen=True)
+class PlanHost:
+    """A host as placement sees it. ``disk_gib`` None means disk is not tracked."""
+
+    name: str
+    vcpus: float
+    memory_mib: int
+    disk_gib: int | None = None
+    state: str = HostState.ACTIVE.value
+    labels: Mapping[str, str] = field(default_factory=dict)
+    rack: str = ""
+    arch: str = ""
+    cpu_models: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class PlanVM:
+    """A VM (placed when ``host`` is set) or a request for one (``host`` empty)."""
+
+    name: str
+    vcpus: float
+    memory_mib: int
+    disk_gib: int = 0
+    host: str = ""
+    group: str = ""
+    rule: str = Rule.NONE.value
+    domain: str = ""
+    required_labels: Mapping[str, str] = field(default_factory=dict)
+    arch: str = ""
+    cpu_model: str = ""
+
+    @property
+    def cpu_milli(self) -> int:
+        return milli(self.vcpus)
+
+
+@dataclass(frozen=True)
+class PlacementConfig:
+    """Allocation ratios, reserved host memory and the weigher multipliers.
+
+    Capacity of a host = physical x ratio (memory: minus ``reserved_host_memory_mib``).
+    ``weights`` maps weigher names (``cpu``, ``ram``, ``disk``, ``balance``) to
+    multipliers; positive spreads, negative stacks.
+    """
+
+    cpu_allocation_ratio: float = 1.0
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+    reserved_host_memory_mib: int = 0
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(SPREAD))
+
+
+def milli(vcpus: float) -> int:
+    """vCPUs as integer milli-vCPUs (0.5 → 500)."""
+    return round(vcpus * 1000)
+
+
+def _split_csv(text: str) -> frozenset[str]:
+    return frozenset(p.strip() for p in text.split(",") if p.strip())
+
+
+def plan_host(host: Host) -> PlanHost:
+    """The planning view of a stored host; rack/arch/cpu_models come from its labels."""
+    labels = dict(host.labels)
+    return PlanHost(
+        name=host.name, vcpus=float(host.vcpus), memory_mib=host.memory_mib,
+        state=host.state, labels=labels, rack=labels.get("rack", ""),
+        arch=labels.get("arch", ""), cpu_models=_split_csv(labels.get("cpu_models", "")),
+    )
+
+
+def plan_vm(vm: VM, rule: str = "") -> PlanVM:
+    """The planning view of a stored VM; ``rule`` applies to ``vm.group`` when set.
+
+    Without a rule a named group means anti-affinity (the safe reading of "keep apart").
+    """
+    if vm.group and not rule:
+        rule = vm.rule or Rule.ANTI_AFFINITY.value
+    return PlanVM(
+        name=vm.name, vcpus=float(vm.vcpus), memory_mib=vm.memory_mib, host=vm.host,
+        group=vm.group, rule=rule if vm.group else Rule.NONE.value,
+    )

@@ -1,0 +1,105 @@
+"""Services of the lab beside its hosts: the bridge Redis, fleet agents and controller.
+
+Lab agents live in network namespaces and cannot reach the root namespace's loopback,
+so the lab runs its own Redis bound to the bridge address (no persistence). Agents run
+inside their host's namespaces, the controller in the root namespace; all get
+``FLEET_REDIS_URL`` of that Redis and ``FLEET_PREFIX`` of the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from fleet.core.models import Host
+from fleet.lab.config import LabConfig
+from fleet.lab.hosts import nsenter
+from fleet.lab.procs import LabError, alive, spawn, wait_until
+from fleet.lab.state import LabState
+from fleet.store import Store, redis_answers
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def lab_redis_answers(cfg: LabConfig) -> bool:
+    return redis_answers(cfg.redis_url, timeout_s=0.5)
+
+
+def ensure_redis(cfg: LabConfig, pid: int) -> int:
+    """The lab's Redis on the bridge address (started unless ``pid`` is alive)."""
+    if alive(pid) and lab_redis_answers(cfg):
+        return pid
+    data = cfg.path / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    argv = ["redis-server", "--bind", cfg.bridge_address, "--port", str(cfg.redis_port),
+            "--dir", str(data), "--save", "", "--appendonly", "no", "--protected-mode", "no",
+            "--daemonize", "no"]
+    pid = spawn(argv, cfg.log_dir / "redis.log")
+    wait_until(lambda: lab_redis_answers(cfg) or not alive(pid), 10.0, "the lab's Redis")
+    if not alive(pid):
+        raise LabError(f"the lab's Redis exited; see {cfg.log_dir}/redis.log")
+    return pid
+
+
+def lab_store(cfg: LabConfig) -> Store:
+    return Store.connect(cfg.redis_url, cfg.prefix)
+
+
+def register_hosts(cfg: LabConfig) -> None:
+    """A libvirt host record per lab host; existing records keep their state and labels."""
+    store = lab_store(cfg)
+    for name in cfg.host_names():
+        host = store.find_host(name) or Host(name, cfg.host_vcpus, cfg.host_memory_mib)
+        host.address, host.migration_uri = cfg.address(name), cfg.uri(name)
+        host.driver = "libvirt"
+        store.put_host(host)
+
+
+def fleet_env(cfg: LabConfig) -> dict[str, str]:
+    """The environment of fleet processes in the lab (lab fencing: the power switch)."""
+    path = os.environ.get("PYTHONPATH", "")
+    fence = {"*": {"agent": "lab", "netns": f"{cfg.netns_prefix}{{host}}"}}
+    return {**os.environ, "FLEET_REDIS_URL": cfg.redis_url, "FLEET_PREFIX": cfg.prefix,
+            "FLEET_FENCE": os.environ.get("FLEET_FENCE") or json.dumps(fence),
+            "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
+
+
+def agent_argv(host: str) -> list[str]:
+    return [sys.executable, "-m", "fleet.cli.main", "agent", "--host", host,
+            "--driver", "libvirt", "--uri", "qemu:///system"]
+
+
+def start_agents(cfg: LabConfig, state: LabState, hosts: list[str] | None = None) -> None:
+    """Start the fleet agent of each host (unless alive) inside the host's namespaces."""
+    env = fleet_env(cfg)
+    for host in hosts or cfg.host_names():
+        pids = state.host(host)
+        if alive(pids.agent) or not alive(pids.holder):
+            continue
+        pids.agent = spawn([*nsenter(pids.holder), *agent_argv(host)],
+                           cfg.log_dir / f"{host}-agent.log", env=env)
+
+
+def start_controller(cfg: LabConfig, state: LabState) -> None:
+    """Start the controller, the monitor and Flower (those not alive), root namespace."""
+    env = fleet_env(cfg)
+    fleet = [sys.executable, "-m", "fleet.cli.main"]
+    if not alive(state.controller):
+        state.controller = spawn([*fleet, "controller"], cfg.log_dir / "controller.log",
+                                 env=env)
+    if not alive(state.monitor):
+        state.monitor = spawn([*fleet, "monitor", "--name", "lab"],
+                              cfg.log_dir / "monitor.log", env=env)
+    if not alive(state.flower):
+        state.flower = spawn(flower_argv(cfg), cfg.log_dir / "flower.log", env=env)
+
+
+def flower_argv(cfg: LabConfig) -> list[str]:
+    """Flower on loopback with basic auth (FLEET_FLOWER_USER / FLEET_FLOWER_PASSWORD)."""
+    user = os.environ.get("FLEET_FLOWER_USER", "fleet")
+    password = os.environ.get("FLEET_FLOWER_PASSWORD", "fleet")
+    return [sys.executable, "-m", "celery", "-A", "tasks.app:app", "flower",
+            f"--port={cfg.flower_port}", "--address=127.0.0.1",
+            f"--basic-auth={user}:{password}"]

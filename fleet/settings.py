@@ -1,0 +1,126 @@
+"""Configuration: ``FLEET_*`` environment variables over an optional TOML file.
+
+``FLEET_CONFIG`` names the TOML file (keys as the field names below, e.g.
+``redis_url = "redis://..."``). Environment variables win over the file. Invalid
+configuration raises ``InvalidInput`` with one line saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from fleet.core.errors import InvalidInput
+
+_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
+
+
+class Settings(BaseSettings):
+    """Every tunable of fleet, with production defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="forbid")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "fleet"
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    heartbeat_ttl_s: float = Field(5.0, gt=0)
+    visibility_timeout_s: int = Field(6 * 3600, ge=600)
+    move_lease_s: float = Field(15.0, gt=0)
+    reconcile_interval_s: float = Field(5.0, gt=0)
+    redeliver_after_s: float = Field(120.0, gt=0)
+    poll_interval_s: float = Field(0.5, gt=0, le=1.0)
+    migration_timeout_per_gib_s: float = Field(300.0, gt=0)
+    migration_timeout_min_s: float = Field(60.0, gt=0)
+    stall_timeout_s: float = Field(20.0, gt=0)
+    max_downtime_ms: int = Field(300, gt=0)
+    bandwidth_mib_s: float = Field(0.0, ge=0)
+    migrate_retries: int = Field(3, ge=0, le=20)
+    cpu_allocation_ratio: float = Field(4.0, gt=0)
+    ram_allocation_ratio: float = Field(1.0, gt=0)
+    reserved_host_memory_mib: int = Field(0, ge=0)
+    drain_concurrency: int = Field(2, ge=1, le=64)
+    failover_suspect_after_s: float = Field(3.0, gt=0)
+    failover_down_after_s: float = Field(5.0, gt=0)
+    failover_fence_timeout_s: float = Field(20.0, gt=0)
+    failover_fence_grace_s: float = Field(5.0, ge=0)
+    failover_fence_attempts: int = Field(3, ge=1)
+    failover_fence_retry_s: float = Field(5.0, gt=0)
+    failover_storm_share: float = Field(0.5, gt=0, le=1)
+    failover_recover_timeout_s: float = Field(60.0, gt=0)
+    failover_exclude_for_s: float = Field(60.0, gt=0)
+    failover_lease_ttl_s: float = Field(5.0, gt=0)
+    failover_witness: bool = True
+    failover_witness_window_s: float = Field(3.0, ge=0)
+    failover_witness_timeout_s: float = Field(1.0, gt=0)
+    vmguard_enabled: bool = True
+    vmguard_grace_s: float = Field(2.0, ge=0)
+    vmguard_max_restarts: int = Field(3, ge=0)
+    vmguard_window_s: float = Field(600.0, gt=0)
+    vmguard_start_timeout_s: float = Field(30.0, gt=0)
+    monitor_interval_s: float = Field(0.5, gt=0)
+    fence: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    sim_speed: float = Field(1.0, gt=0)
+    sim_bandwidth_mib_s: float = Field(1000.0, gt=0)
+    flower_port: int = Field(5555, gt=0, lt=65536)
+    flower_user: str = "fleet"
+    flower_password: str = "fleet"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not _PREFIX.match(value):
+            raise ValueError("must be 1-41 letters, digits, '_', '.' or '-'")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+def _file_values(path: str) -> dict[str, Any]:
+    try:
+        with Path(path).open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise InvalidInput(f"config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"config file {path}: {exc}") from None
+    section = data.get("fleet", data)
+    if not isinstance(section, dict):
+        raise InvalidInput(f"config file {path}: [fleet] must be a table")
+    return section
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and ``FLEET_CONFIG``; one-line error if invalid."""
+    path = os.environ.get("FLEET_CONFIG", "")
+    values = _file_values(path) if path else {}
+    env_names = {k[len("FLEET_") :].lower() for k in os.environ if k.startswith("FLEET_")}
+    values = {k: v for k, v in values.items() if k not in env_names}
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        raise InvalidInput(f"invalid configuration {where}: {err['msg']}") from None

@@ -1,0 +1,98 @@
+"""Every Redis key fleet writes, in one place, all under one configurable prefix.
+
+fleet never touches a key outside its prefix: users may share a Redis server, so
+cleaning up means deleting ``<prefix>:*`` and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names for one prefix."""
+
+    prefix: str
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    @property
+    def pattern(self) -> str:
+        """Matches every key of this prefix (for cleanup of a test or demo prefix)."""
+        return f"{self.prefix}:*"
+
+    @property
+    def celery(self) -> str:
+        """Prefix of the keys Celery's broker and result backend write for us."""
+        return self._k("celery") + ":"
+
+    hosts = property(lambda self: self._k("hosts"))
+    vms = property(lambda self: self._k("vms"))
+    jobs = property(lambda self: self._k("jobs"))
+    active_moves = property(lambda self: self._k("moves", "active"))
+    audit = property(lambda self: self._k("events"))
+
+    def host(self, name: str) -> str:
+        return self._k("host", name)
+
+    def drain(self, host: str) -> str:
+        """The id of the host's latest drain job."""
+        return self._k("host", host, "drain")
+
+    def heartbeat(self, host: str) -> str:
+        return self._k("hb", host)
+
+    def vm(self, name: str) -> str:
+        return self._k("vm", name)
+
+    def vm_lock(self, name: str) -> str:
+        """Holds the id of the move that owns a VM; SET NX makes one move per VM."""
+        return self._k("vm", name, "move")
+
+    def job(self, job_id: str) -> str:
+        return self._k("job", job_id)
+
+    def job_events(self, job_id: str) -> str:
+        return self._k("job", job_id, "events")
+
+    def move(self, move_id: str) -> str:
+        return self._k("move", move_id)
+
+    def claims(self, host: str) -> str:
+        """Capacity reserved on a destination by in-flight moves (hash move id -> json)."""
+        return self._k("claims", host)
+
+    def sim_host(self, host: str) -> str:
+        """Domains of a simulated host (hash name -> json)."""
+        return self._k("sim", host, "domains")
+
+    def sim_job(self, host: str, name: str) -> str:
+        """Statistics of a simulated migration in progress (expires if its runner dies)."""
+        return self._k("sim", host, "job", name)
+
+    def sim_abort(self, host: str, name: str) -> str:
+        return self._k("sim", host, "abort", name)
+
+    changes = property(lambda self: self._k("placement", "changes"))
+    """Stream of placement-relevant changes (VMs, host states, claims) for kept states."""
+    failover_state = property(lambda self: self._k("failover", "state"))
+    failover_events = property(lambda self: self._k("failover", "events"))
+    monitor_lease = property(lambda self: self._k("failover", "lease"))
+    vmguard_state = property(lambda self: self._k("failover", "vmguard"))
+
+    def failover_job(self, host: str) -> str:
+        """The id of the failover job of a host that is being recovered."""
+        return self._k("failover", "job", host)
+
+    def sim_power(self, host: str) -> str:
+        """"off" while a simulated host has lost power."""
+        return self._k("sim", host, "power")
+
+    def counter(self, name: str) -> str:
+        """A metrics counter: hash of json-encoded labels -> value."""
+        return self._k("metrics", name)
+
+    def lease(self, name: str) -> str:
+        return self._k("lease", name)

@@ -1,0 +1,393 @@
+"""The state store: hosts, VMs, jobs, moves, claims and events in Redis.
+
+Moves are claimed with a compare-and-set on their record and a random token; whoever
+holds the token may advance the move, everyone else gets ``None`` and must do nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+from redis.lock import Lock
+
+from fleet.core.errors import Conflict, NotFound
+from fleet.core.lifecycle import ACTIVE_MOVE_STATES, can_move
+from fleet.core.models import VM, Host, Job, JobKind, Move, MoveState
+from fleet.store.capacity import Capacity
+from fleet.store.changes import changed
+from fleet.store.failover import FailoverStore
+from fleet.store.journal import Journal
+from fleet.store.keys import Keys
+from fleet.store.records import cas, dump, load
+
+Clock = Callable[[], float]
+
+
+def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
+    """Whether a Redis server answers at ``url``."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s,
+                                      socket_timeout=timeout_s)
+        return bool(client.ping())
+    except (redis.RedisError, ValueError):
+        return False
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class Store(Capacity):
+    """Typed access to fleet's records under one key prefix."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, clock: Clock = time.time) -> None:
+        self.r: Any = client  # decode_responses=True: every reply is str
+        self.keys = keys
+        self.clock = clock
+        self.journal = Journal(client, keys, self.now)
+        self.failover = FailoverStore(client, keys)
+
+    def now(self) -> float:
+        """The store's clock (tests may replace ``clock``)."""
+        return self.clock()
+
+    @classmethod
+    def connect(cls, url: str, prefix: str) -> Store:
+        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return cls(client, Keys(prefix))
+
+    # -- hosts ---------------------------------------------------------------
+    def put_host(self, host: Host) -> None:
+        with self.r.pipeline() as pipe:
+            pipe.set(self.keys.host(host.name), dump(host))
+            pipe.sadd(self.keys.hosts, host.name)
+            changed(pipe, self.keys, "host", host=host.name)
+            pipe.execute()
+
+    def find_host(self, name: str) -> Host | None:
+        return load(Host, self.r.get(self.keys.host(name)))
+
+    def get_host(self, name: str) -> Host:
+        host = self.find_host(name)
+        if host is None:
+            raise NotFound(f"unknown host {name!r}")
+        return host
+
+    def list_hosts(self) -> list[Host]:
+        names = sorted(self.r.smembers(self.keys.hosts))
+        raws = self.r.mget([self.keys.host(n) for n in names]) if names else []
+        return [h for h in (load(Host, raw) for raw in raws) if h is not None]
+
+    def set_host_state(self, name: str, state: str) -> Host:
+        def mutate(host: Host) -> Host:
+            host.state = state
+            return host
+
+        before = self.get_host(name).state
+        updated = cas(self.r, self.keys.host(name), Host, mutate,
+                      extra=lambda pipe, h: changed(pipe, self.keys, "host_state", host=h.name,
+                                                    state=h.state))
+        if updated is None:
+            raise NotFound(f"unknown host {name!r}")
+        if before != state:
+            self.emit("", "host.state", host=name, old=before, new=state)
+        return updated
+
+    def beat(self, host: str, info: dict[str, Any], ttl_s: float) -> None:
+        payload = json.dumps({**info, "at": self.clock()})
+        self.r.set(self.keys.heartbeat(host), payload, px=int(ttl_s * 1000))
+
+    def heartbeat(self, host: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.keys.heartbeat(host))
+        return None if raw is None else dict(json.loads(raw))
+
+    # -- VMs -----------------------------------------------------------------
+    def put_vm(self, vm: VM) -> None:
+        with self.r.pipeline() as pipe:
+            pipe.set(self.keys.vm(vm.name), dump(vm))
+            pipe.sadd(self.keys.vms, vm.name)
+            changed(pipe, self.keys, "vm", record=vm.to_dict())
+            pipe.execute()
+
+    def delete_vm(self, name: str) -> None:
+        """Forget a VM record (the caller destroyed the domain)."""
+        with self.r.pipeline() as pipe:
+            pipe.delete(self.keys.vm(name))
+            pipe.srem(self.keys.vms, name)
+            changed(pipe, self.keys, "vm_gone", name=name)
+            pipe.execute()
+
+    def find_vm(self, name: str) -> VM | None:
+        return load(VM, self.r.get(self.keys.vm(name)))
+
+    def get_vm(self, name: str) -> VM:
+        vm = self.find_vm(name)
+        if vm is None:
+            raise NotFound(f"unknown VM {name!r}")
+        return vm
+
+    def list_vms(self) -> list[VM]:
+        names = sorted(self.r.smembers(self.keys.vms))
+        raws = self.r.mget([self.keys.vm(n) for n in names]) if names else []
+        return [v for v in (load(VM, raw) for raw in raws) if v is not None]
+
+    def update_vm(self, name: str, **changes: Any) -> VM:
+        def mutate(vm: VM) -> VM:
+            for key, value in changes.items():
+                setattr(vm, key, value)
+            return vm
+
+        updated = self.cas_vm(name, mutate)
+        if updated is None:
+            raise NotFound(f"unknown VM {name!r}")
+        return updated
+
+    def cas_vm(self, name: str, mutate: Callable[[VM], VM | None]) -> VM | None:
+        """Compare-and-set a VM record (None: absent, or ``mutate`` declined)."""
+        return cas(self.r, self.keys.vm(name), VM, mutate,
+                   extra=lambda pipe, vm: changed(pipe, self.keys, "vm", record=vm.to_dict()))
+
+    # -- jobs and moves --------------------------------------------------------
+    def create_move_job(
+        self, kind: JobKind, requested_by: str, moves: Iterable[Move], target: str = "",
+        concurrency: int = 1,
+    ) -> Job:
+        """Create a job and its moves atomically, locking each VM to its move.
+
+        If a VM already belongs to an unfinished move, nothing is written and the
+        ``Conflict`` names the job that owns it.
+        """
+        now = self.clock()
+        job = Job(id=new_id(), kind=kind.value, requested_by=requested_by, target=target,
+                  concurrency=concurrency, created_at=now)
+        move_list = list(moves)
+        for move in move_list:
+            move.id, move.job_id, move.created_at = new_id(), job.id, now
+        job.moves = [m.id for m in move_list]
+        locked: list[str] = []
+        for move in move_list:
+            if not self.r.set(self.keys.vm_lock(move.vm), move.id, nx=True):
+                self._unlock(locked)
+                raise Conflict(f"VM {move.vm} is already moving in job {self._owner(move.vm)}")
+            locked.append(move.vm)
+        with self.r.pipeline() as pipe:
+            pipe.set(self.keys.job(job.id), dump(job))
+            pipe.zadd(self.keys.jobs, {job.id: now})
+            for move in move_list:
+                pipe.set(self.keys.move(move.id), dump(move))
+            pipe.execute()
+        self.emit(job.id, "job.created", job_kind=job.kind, by=requested_by, target=target,
+                  vms=[m.vm for m in move_list])
+        return job
+
+    def add_moves(self, job_id: str, moves: Iterable[Move]) -> list[Move]:
+        """Add moves to an existing job; a VM that another job is moving gets a failed
+        move saying so (nothing is locked for it)."""
+        now, added = self.clock(), []
+        for move in moves:
+            move.id, move.job_id, move.created_at = new_id(), job_id, now
+            if not self.r.set(self.keys.vm_lock(move.vm), move.id, nx=True):
+                move.state = MoveState.FAILED.value
+                move.error = f"{move.vm} is already moving in job {self._owner(move.vm)}"
+                move.finished_at = now
+            self.r.set(self.keys.move(move.id), dump(move))
+            added.append(move)
+
+        def extend(job: Job) -> Job:
+            job.moves = [*job.moves, *(m.id for m in added)]
+            return job
+
+        self.update_job(job_id, extend)
+        return added
+
+    def _owner(self, vm: str) -> str:
+        return self.owning_job(vm) or "?"
+
+    def owning_job(self, vm: str) -> str | None:
+        """The job whose move holds ``vm``, if any."""
+        move_id = self.r.get(self.keys.vm_lock(vm))
+        move = self.find_move(move_id) if move_id else None
+        return None if move is None else move.job_id
+
+    def _unlock(self, vms: Iterable[str]) -> None:
+        for vm in vms:
+            self.r.delete(self.keys.vm_lock(vm))
+
+    def release_vm(self, vm: str, move_id: str) -> None:
+        """Drop the VM lock if ``move_id`` still holds it (compare-and-delete)."""
+        key = self.keys.vm_lock(vm)
+        with self.r.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.get(key) == move_id:
+                    pipe.multi()
+                    pipe.delete(key)
+                    pipe.execute()
+                else:
+                    pipe.unwatch()
+            except redis.WatchError:
+                pass
+
+    def find_job(self, job_id: str) -> Job | None:
+        return load(Job, self.r.get(self.keys.job(job_id)))
+
+    def get_job(self, job_id: str) -> Job:
+        job = self.find_job(job_id)
+        if job is None:
+            raise NotFound(f"unknown job {job_id!r}")
+        return job
+
+    def list_jobs(self, limit: int = 100) -> list[Job]:
+        ids = self.r.zrevrange(self.keys.jobs, 0, limit - 1)
+        raws = self.r.mget([self.keys.job(i) for i in ids]) if ids else []
+        return [j for j in (load(Job, raw) for raw in raws) if j is not None]
+
+    def update_job(self, job_id: str, mutate: Callable[[Job], Job | None]) -> Job | None:
+        return cas(self.r, self.keys.job(job_id), Job, mutate)
+
+    def set_drain_job(self, host: str, job_id: str) -> None:
+        self.r.set(self.keys.drain(host), job_id)
+
+    def drain_job(self, host: str) -> Job | None:
+        """The latest drain job of ``host``."""
+        job_id = self.r.get(self.keys.drain(host))
+        return self.find_job(job_id) if job_id else None
+
+    def find_move(self, move_id: str) -> Move | None:
+        return load(Move, self.r.get(self.keys.move(move_id)))
+
+    def get_move(self, move_id: str) -> Move:
+        move = self.find_move(move_id)
+        if move is None:
+            raise NotFound(f"unknown move {move_id!r}")
+        return move
+
+    def job_moves(self, job: Job) -> list[Move]:
+        raws = self.r.mget([self.keys.move(i) for i in job.moves]) if job.moves else []
+        return [m for m in (load(Move, raw) for raw in raws) if m is not None]
+
+    def claim_move(self, move_id: str, runner: str, lease_s: float, task_id: str = "",
+                   ) -> Move | None:
+        """Claim a pending move for ``runner``; None if anyone else has or had it."""
+        token = uuid.uuid4().hex
+
+        def mutate(move: Move) -> Move | None:
+            if move.state != MoveState.PENDING.value or not move.destination:
+                return None
+            move.state, move.token, move.runner = MoveState.CLAIMED.value, token, runner
+            move.task_id = task_id or move.task_id
+            move.attempt += 1
+            move.started_at = move.started_at or self.clock()
+            move.lease_until = self.clock() + lease_s
+            return move
+
+        claimed = cas(self.r, self.keys.move(move_id), Move, mutate,
+                      extra=lambda pipe, m: pipe.sadd(self.keys.active_moves, m.id))
+        if claimed is not None:
+            self.emit(claimed.job_id, "move.claimed", move=move_id, vm=claimed.vm,
+                      runner=runner, attempt=claimed.attempt)
+        return claimed
+
+    def advance_move(self, move_id: str, token: str, state: str | None = None,
+                     lease_s: float = 0.0, **changes: Any) -> Move | None:
+        """Change a move held with ``token``; None if the token no longer holds it."""
+
+        def mutate(move: Move) -> Move | None:
+            if move.token != token or move.terminal:
+                return None
+            if state is not None and state != move.state and not can_move(move.state, state):
+                return None
+            for key, value in changes.items():
+                setattr(move, key, value)
+            if lease_s:
+                move.lease_until = self.clock() + lease_s
+            if state is not None:
+                self._enter(move, state)
+            return move
+
+        return self._write_move(move_id, mutate, state)
+
+    def take_over(self, move_id: str, runner: str, lease_s: float) -> Move | None:
+        """Take a move whose lease expired (its runner vanished) with a fresh token."""
+        token = uuid.uuid4().hex
+
+        def mutate(move: Move) -> Move | None:
+            if MoveState(move.state) not in ACTIVE_MOVE_STATES:
+                return None
+            if move.lease_until > self.clock():
+                return None
+            move.token, move.runner = token, runner
+            move.lease_until = self.clock() + lease_s
+            return move
+
+        taken = cas(self.r, self.keys.move(move_id), Move, mutate)
+        if taken is not None:
+            self.emit(taken.job_id, "move.taken_over", move=move_id, vm=taken.vm, runner=runner)
+        return taken
+
+    def set_move(self, move_id: str, state: str, **changes: Any) -> Move | None:
+        """Controller-side change of an unclaimed move (placement, cancel, re-plan)."""
+
+        def mutate(move: Move) -> Move | None:
+            if move.state != state and not can_move(move.state, state):
+                return None
+            for key, value in changes.items():
+                setattr(move, key, value)
+            self._enter(move, state)
+            return move
+
+        return self._write_move(move_id, mutate, state)
+
+    def _enter(self, move: Move, state: str) -> None:
+        move.state = state
+        if move.terminal:
+            move.finished_at = self.clock()
+            move.token = ""
+        elif state == MoveState.PENDING.value:
+            move.token, move.runner = "", ""
+
+    def _write_move(self, move_id: str, mutate: Callable[[Move], Move | None],
+                    state: str | None) -> Move | None:
+        def extra(pipe: Any, move: Move) -> None:
+            if MoveState(move.state) not in ACTIVE_MOVE_STATES:
+                pipe.srem(self.keys.active_moves, move.id)
+
+        before = self.find_move(move_id)
+        updated = cas(self.r, self.keys.move(move_id), Move, mutate, extra=extra)
+        if updated is not None and state is not None and before is not None \
+                and before.state != updated.state:
+            self.emit(updated.job_id, f"move.{updated.state}", move=move_id, vm=updated.vm,
+                      source=updated.source, destination=updated.destination,
+                      error=updated.error)
+        return updated
+
+    def active_moves(self) -> list[Move]:
+        ids = sorted(self.r.smembers(self.keys.active_moves))
+        raws = self.r.mget([self.keys.move(i) for i in ids]) if ids else []
+        return [m for m in (load(Move, raw) for raw in raws) if m is not None]
+
+    def lock(self, name: str, timeout_s: float) -> Lock:
+        """A short mutual-exclusion lock (expires by itself if its holder dies)."""
+        return Lock(self.r, self.keys.lease(name), timeout=timeout_s, blocking_timeout=timeout_s)
+
+    # -- events and counters ------------------------------------------------------
+    def emit(self, job_id: str, kind: str, /, **fields: Any) -> None:
+        """Record an event of a job (and, unless it is a progress sample, in the audit)."""
+        self.journal.emit(job_id, kind, **fields)
+
+    def events(self, job_id: str, after: str = "-", block_ms: int | None = None,
+               ) -> list[tuple[str, dict[str, Any]]]:
+        return self.journal.job_events(job_id, after, block_ms)
+
+    def purge(self) -> int:
+        """Delete every key under this store's prefix (tests and the demo only)."""
+        count = 0
+        for key in self.r.scan_iter(match=self.keys.pattern, count=500):
+            count += int(self.r.delete(key))
+        return count
+

@@ -1,0 +1,54 @@
+"""Failover tasks: fencing on the controller, restarts on the target host's agent."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import redis
+
+from tasks.app import app
+from tasks.runtime import runtime
+from workers.fencing import agent_for, register, run_fence
+from workers.fencing.lab import LabFenceAgent
+from workers.fencing.sim import SimFenceAgent
+from workers.hypervisors.sim import SimHypervisor
+from workers.monitor import record_outcome
+from workers.recovery import restart
+
+
+def _sim_agent(host: str, fail: bool = False) -> SimFenceAgent:
+    store = runtime().store
+    return SimFenceAgent(SimHypervisor(store.r, store.keys, host), fail=fail)
+
+
+register("sim", _sim_agent)
+register("lab", LabFenceAgent)
+
+
+@app.task(name="fleet.host.fence", autoretry_for=(redis.ConnectionError,), retry_backoff=True)
+def fence_host(host: str, attempt: int, timeout_s: float) -> dict[str, Any]:
+    """Power ``host`` off and confirm it (attempt ``attempt``); the monitor gets the result."""
+    rt = runtime()
+    agent = agent_for(host, rt.settings.fence)
+    outcome = run_fence(agent, host, timeout_s)
+    result = outcome.event()
+    rt.store.failover.push({"type": "fence", "host": host, "ok": result.ok,
+                            "detail": result.detail, "needs_operator": result.needs_operator})
+    rt.store.journal.count("fencing", agent=agent.kind, result="ok" if result.ok else "failed")
+    rt.store.emit(rt.store.failover.job(host) or "", "host.fenced" if result.ok
+                  else "host.fence_failed", host=host, agent=agent.kind, attempt=attempt,
+                  detail=result.detail)
+    return {"host": host, "ok": result.ok, "detail": result.detail}
+
+
+@app.task(name="fleet.vm.restart", autoretry_for=(redis.ConnectionError,), retry_backoff=True)
+def restart_vm(vm: str, source: str, target: str, job_id: str) -> dict[str, Any]:
+    """Restart ``vm`` of the fenced host ``source`` here, on ``target``."""
+    rt = runtime()
+    result = restart(rt.store, rt.hypervisor(target), vm, source)
+    rt.store.failover.push(result.event())
+    record_outcome(rt.store, job_id, vm, result.detail if result.ok
+                   else f"failed: {result.detail}")
+    rt.store.journal.count("failovers", outcome="restarted" if result.ok else "failed")
+    return asdict(result)

@@ -1,0 +1,112 @@
+"""Long-running processes: the agent (host queues) and the controller (control queue).
+
+Each starts a Celery worker in this process with the threads pool, so the hypervisor
+connections, heartbeats and reconciler live in the same process that runs the tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+
+from fleet.core.models import Host
+from fleet.settings import Settings
+from tasks.app import app
+from tasks.routing import CONTROL_QUEUE, host_queue
+from tasks.runtime import Runtime, configure
+from workers.heartbeat import Ticker, beat_once
+from workers.inventory import sweep_strays
+from workers.reconciler import Reconciler
+
+log = logging.getLogger(__name__)
+
+
+def _worker(queues: list[str], name: str, concurrency: int) -> None:
+    app.worker_main([
+        "worker", "-Q", ",".join(queues), "-n", f"{name}@{socket.gethostname()}",
+        "-P", "threads", "-c", str(concurrency), "-E", "--prefetch-multiplier", "1",
+        "-l", "INFO", "--without-mingle", "--without-gossip",
+    ])
+
+
+def register_hosts(rt: Runtime, vcpus: int, memory_mib: int, address: str,
+                   migration_uri: str = "") -> None:
+    """Create missing host records; existing ones keep their state and labels."""
+    for name in rt.hosts:
+        host = rt.store.find_host(name)
+        if host is None:
+            host = Host(name, vcpus, memory_mib, driver=rt.driver)
+        host.driver = rt.driver
+        host.address = address or host.address
+        host.migration_uri = migration_uri or host.migration_uri
+        rt.store.put_host(host)
+
+
+def _beater(rt: Runtime, host: str) -> Callable[[], None]:
+    def beat() -> None:
+        beat_once(rt.store, rt.hypervisor(host), rt.runner_id(host), rt.settings.heartbeat_ttl_s)
+
+    return beat
+
+
+def start_agent_threads(rt: Runtime) -> list[Ticker]:
+    s = rt.settings
+    tickers = [Ticker(f"heartbeat-{h}", s.heartbeat_interval_s, _beater(rt, h))
+               for h in rt.hosts]
+    reconciler = Reconciler(rt.store, {h: rt.hypervisor(h) for h in rt.hosts}, rt.locate, s,
+                            rt.runner_id(rt.hosts[0]))
+
+    def reconcile() -> None:
+        for host in rt.hosts:
+            sweep_strays(rt.store, rt.hypervisor(host))
+        for outcome in reconciler.sweep():
+            move = rt.store.get_move(outcome.move_id)
+            log.warning("reconciled move %s: %s %s", move.id, outcome.state, outcome.detail)
+            app.send_task("fleet.job.advance", kwargs={"job_id": move.job_id})
+
+    tickers.append(Ticker("reconciler", s.reconcile_interval_s, reconcile))
+    for ticker in tickers:
+        ticker.start()
+    return tickers
+
+
+def run_agent(settings: Settings, hosts: list[str], driver: str, uri: str,
+              vcpus: int, memory_mib: int, address: str = "", migration_uri: str = "") -> None:
+    rt = configure(settings, hosts, driver, uri)
+    register_hosts(rt, vcpus, memory_mib, address, migration_uri)
+    start_agent_threads(rt)
+    name = f"agent-{hosts[0]}" + (f"-and-{len(hosts) - 1}" if len(hosts) > 1 else "")
+    _worker([host_queue(h) for h in hosts], name, concurrency=max(4, 2 * len(hosts)))
+
+
+def run_controller(settings: Settings) -> None:
+    from tasks.control_tasks import service
+
+    configure(settings)
+    jobs = service()
+    Ticker("job-sweeper", settings.reconcile_interval_s,
+           lambda: jobs.sweep(settings.redeliver_after_s)).start()
+    _worker([CONTROL_QUEUE], "controller", concurrency=4)
+
+
+def run_monitor(settings: Settings, name: str) -> None:
+    """Watch heartbeats and drive failover until interrupted (one leader acts)."""
+    import time
+
+    from workers.monitor import Monitor
+
+    rt = configure(settings)
+
+    def send(task: str, kwargs: dict[str, object]) -> None:
+        app.send_task(task, kwargs=kwargs)
+
+    monitor = Monitor(rt.store, settings, f"{name}/{rt.instance}", send)
+    log.info("monitor %s watching %s", monitor.me, settings.redis_url)
+    while True:
+        started = time.monotonic()
+        try:
+            monitor.tick()
+        except Exception:  # one bad round must not stop failover
+            log.exception("monitor round failed")
+        time.sleep(max(0.0, settings.monitor_interval_s - (time.monotonic() - started)))

@@ -1,0 +1,26 @@
+"""Queue names and explicit routes: host tasks go to ``host.<source>``, the rest to control."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONTROL_QUEUE = "fleet.control"
+HOST_TASK_PREFIXES = ("fleet.vm.", "fleet.move.")
+ROUTE_BY = {"fleet.vm.restart": "target"}
+"""Host tasks run on their ``source`` host's agent, except those named here."""
+
+
+def host_queue(host: str) -> str:
+    return f"host.{host}"
+
+
+def route_task(name: str, args: Any, kwargs: dict[str, Any], options: Any,
+               task: Any = None, **_: Any) -> dict[str, str]:
+    """Celery router: host tasks by their ``source`` kwarg, everything else to control."""
+    if name.startswith(HOST_TASK_PREFIXES):
+        key = ROUTE_BY.get(name, "source")
+        host = (kwargs or {}).get(key)
+        if not host:
+            raise ValueError(f"{name} needs a {key} host to be routed")
+        return {"queue": host_queue(str(host))}
+    return {"queue": CONTROL_QUEUE}

@@ -1,0 +1,92 @@
+"""The CLI's contract: bad input is one line and exit 2; the demo runs to the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import pytest
+
+from fleet.cli.processes import wait_for
+from fleet.store import Store
+from tests.integration.conftest import Cluster
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["vm", "migrate", "no-such-vm"], "unknown VM"),
+    (["vm", "migrate", "bad name!"], "malformed VM name"),
+    (["vm", "migrate", "cli-1", "--to", "h9"], "unknown host"),
+    (["vm", "migrate", "cli-1", "--to", "h1"], "already runs on h1"),
+    (["vm", "migrate"], "Missing argument"),
+    (["job", "show", "zzz"], "malformed job id"),
+    (["host", "show", "h9"], "unknown host"),
+    (["vm", "show", "no-such-vm"], "unknown VM"),
+    (["vm", "show", "bad name!"], "malformed VM name"),
+    (["host", "show", "bad/name"], "malformed host name"),
+    (["job", "show", "0123456789abcdef"], "unknown job"),
+    (["agent"], "missing option --host"),
+    (["agent", "--host", "h1", "--driver", "xen"], "unknown driver"),
+    (["no-such-command"], "No such command"),
+])
+def test_bad_input_is_one_line_and_exit_2(cluster: Cluster, args: list[str],
+                                          needle: str) -> None:
+    if cluster.store.find_vm("cli-1") is None:
+        cluster.add_vm("cli-1", "h1")
+    before = sorted(cluster.store.r.scan_iter(match=cluster.env["FLEET_PREFIX"] + ":job*"))
+    done = cluster.fleet(*args)
+    assert done.returncode == 2, done.stderr
+    assert needle in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    after = sorted(cluster.store.r.scan_iter(match=cluster.env["FLEET_PREFIX"] + ":job*"))
+    assert before == after  # nothing written
+
+
+def test_broken_config_exits_2(cluster: Cluster) -> None:
+    done = subprocess.run([sys.executable, "-m", "fleet.cli.main", "hosts"],
+                          env={**os.environ, **cluster.env, "FLEET_POLL_INTERVAL_S": "9"},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "poll_interval_s" in done.stderr
+
+
+def _vm_show(cluster: Cluster, name: str) -> dict[str, Any]:
+    shown = cluster.fleet("vm", "show", name, "--json")
+    assert shown.returncode == 0, shown.stderr
+    return dict(json.loads(shown.stdout))
+
+
+def test_second_migrate_of_a_moving_vm_returns_its_job(cluster: Cluster) -> None:
+    cluster.add_vm("twice-1", "h1", memory_mib=8192, dirty=10)
+    wait_for(lambda: _vm_show(cluster, "twice-1")["reported_by"] == {"h1": "running"}, 30,
+             "h1's heartbeat to report twice-1")
+    first = cluster.fleet("vm", "migrate", "twice-1", "--to", "h2")
+    second = cluster.fleet("vm", "migrate", "twice-1", "--to", "h3")
+    assert first.returncode == 0 and second.returncode == 0
+    assert first.stdout.strip() == second.stdout.strip()
+    assert "already moving" in second.stderr
+    shown = _vm_show(cluster, "twice-1")  # vm show names the job that moves it
+    assert shown["job"] == first.stdout.strip() and shown["host"] in ("h1", "h2")
+    watched = cluster.fleet("job", "watch", first.stdout.strip())
+    assert watched.returncode == 0 and "succeeded" in watched.stdout
+    assert cluster.where("twice-1") == ["h2"]
+
+
+def test_demo_once(redis_url: str) -> None:
+    prefix = f"demo-{uuid.uuid4().hex[:6]}"
+    store = Store.connect(redis_url, "bystander")
+    store.r.set("bystander:keep", "1")
+    env = {**os.environ, "FLEET_REDIS_URL": redis_url, "FLEET_PREFIX": prefix}
+    done = subprocess.run([sys.executable, "-m", "fleet.cli.main", "demo", "--once",
+                           "--hosts", "3"], env=env, capture_output=True, text=True,
+                          timeout=240, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "succeeded" in done.stdout and "Flower" in done.stdout
+    assert store.r.get("bystander:keep") == "1"
+    demo = Store.connect(redis_url, f"{prefix}-demo")
+    assert demo.get_vm("web-1").host != "h1"
+    demo.purge()

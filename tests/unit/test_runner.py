@@ -1,0 +1,180 @@
+"""The migration runner and reconciler against the sim hypervisor on a fake Redis."""
+
+from __future__ import annotations
+
+import time
+
+from fleet.core.hypervisor import DomainGone, DomainState, MigrationParams, MigrationTarget
+from fleet.core.models import Host, JobKind, Move, Progress
+from fleet.settings import Settings
+from fleet.store import Store
+from workers.hypervisors.sim import SimHypervisor
+from workers.jobs import JobService
+from workers.reconciler import Reconciler
+from workers.runner import MigrationRunner
+
+FAST = Settings(poll_interval_s=0.05, move_lease_s=5, stall_timeout_s=5)
+
+
+def sim(store: Store, host: str, speed: float = 50.0) -> SimHypervisor:
+    return SimHypervisor(store.r, store.keys, host, speed=speed, bandwidth_mib_s=1000)
+
+
+def submit(store: Store, to: str = "", vm: str = "vm1") -> Move:
+    job = store.create_move_job(JobKind.MIGRATE, "test", [Move("", "", vm, "h1", target=to)])
+    sent: list[Move] = []
+    JobService(store, sent.append).start(job.id)
+    assert len(sent) == 1
+    return sent[0]
+
+
+def runner(store: Store, speed: float = 50.0) -> tuple[MigrationRunner, list[Progress]]:
+    samples: list[Progress] = []
+    run = MigrationRunner(store, sim(store, "h1", speed), FAST, lambda h: sim(store, h.name),
+                          "h1/test", publish=lambda m, p: samples.append(p))
+    return run, samples
+
+
+def test_migration_moves_the_domain_and_the_record(fleet3: Store) -> None:
+    move = submit(fleet3, to="h2")
+    run, samples = runner(fleet3, speed=10.0)
+    outcome = run.run(move.id)
+    assert outcome.state == "succeeded", outcome.detail
+    assert fleet3.get_vm("vm1").host == "h2"
+    assert sim(fleet3, "h2").lookup("vm1").state is DomainState.RUNNING
+    try:
+        sim(fleet3, "h1").lookup("vm1")
+    except DomainGone:
+        pass
+    else:
+        raise AssertionError("VM still on the source")
+    assert samples and samples[-1].processed_mib >= samples[0].processed_mib
+    assert fleet3.claimed("h2") == (0, 0)
+    job = fleet3.get_job(move.job_id)
+    JobService(fleet3, lambda m: None).advance(job.id)
+    assert fleet3.get_job(job.id).state == "succeeded"
+
+
+def test_second_delivery_does_nothing(fleet3: Store) -> None:
+    move = submit(fleet3, to="h2")
+    run, _ = runner(fleet3)
+    assert run.run(move.id).state == "succeeded"
+    again = run.run(move.id)
+    assert again.state == "succeeded" and "not claimed" in again.detail
+    kinds = [e["kind"] for _, e in fleet3.events(move.job_id)]
+    assert kinds.count("move.claimed") == 1
+
+
+def test_dead_destination_is_excluded_and_replanned(fleet3: Store) -> None:
+    fleet3.r.delete(fleet3.keys.heartbeat("h2"))
+    move = submit(fleet3, to="")
+    assert move.destination in ("h2", "h3")
+    if move.destination == "h3":
+        fleet3.r.delete(fleet3.keys.heartbeat("h3"))
+        fleet3.beat("h2", {}, 600)
+    run, _ = runner(fleet3)
+    first = run.run(move.id)
+    assert first.state == "pending" and "re-plan" in first.detail
+    sent: list[Move] = []
+    JobService(fleet3, sent.append).advance(move.job_id)
+    assert sent and sent[0].destination != move.destination
+    assert move.destination in sent[0].excluded
+    assert run.run(sent[0].id).state == "succeeded"
+
+
+def test_policy_aborts_a_migration_that_cannot_converge(fleet3: Store) -> None:
+    fleet3.put_host(Host("h1", 8, 16384))
+    hv = sim(fleet3, "h1", speed=5.0)
+    hv.destroy("vm1")
+    from fleet.core.hypervisor import DomainSpec
+
+    hv.start(DomainSpec("vm1", "u-1", 2, 2048, dirty_mib_s=5000))
+    move = submit(fleet3, to="h2")
+    settings = Settings(poll_interval_s=0.05, stall_timeout_s=0.5, move_lease_s=5)
+    run = MigrationRunner(fleet3, hv, settings, lambda h: sim(fleet3, h.name), "h1/t")
+    outcome = run.run(move.id)
+    assert outcome.state == "failed" and "aborted by policy" in outcome.detail
+    assert hv.lookup("vm1").state is DomainState.RUNNING
+    try:
+        sim(fleet3, "h2").lookup("vm1")
+    except DomainGone:
+        pass
+    else:
+        raise AssertionError("incoming domain left on the destination")
+
+
+def test_reconciler_settles_an_orphaned_move(fleet3: Store) -> None:
+    move = submit(fleet3, to="h2")
+    claimed = fleet3.claim_move(move.id, "h1/dead-runner", lease_s=0.001)
+    time.sleep(0.01)
+    assert claimed is not None
+    # the dead runner had started: an incoming domain sits paused on h2
+    src = sim(fleet3, "h1")
+    sim(fleet3, "h2")._put("h2", src.lookup("vm1").__class__(
+        "vm1", "u-1", DomainState.PAUSED, 2, 2048, migrating=True), 0.0)
+    rec = Reconciler(fleet3, {"h1": src}, lambda h: sim(fleet3, h.name), FAST, "h1/new")
+    (outcome,) = rec.sweep()
+    assert outcome.state == "failed" and "still runs on h1" in outcome.detail
+    assert src.lookup("vm1").state is DomainState.RUNNING
+    assert [d.name for d in sim(fleet3, "h2").list_domains()] == []
+    assert fleet3.get_vm("vm1").host == "h1"
+
+
+def test_reconciler_commits_a_finished_migration(fleet3: Store) -> None:
+    move = submit(fleet3, to="h2")
+    assert fleet3.claim_move(move.id, "h1/dead", lease_s=0.001) is not None
+    time.sleep(0.01)
+    sim(fleet3, "h1").migrate("vm1", MigrationTarget("h2"), MigrationParams())
+    rec = Reconciler(fleet3, {"h1": sim(fleet3, "h1")}, lambda h: sim(fleet3, h.name), FAST,
+                     "h1/new")
+    (outcome,) = rec.sweep()
+    assert outcome.state == "succeeded"
+    assert fleet3.get_vm("vm1").host == "h2"
+
+
+def test_cancel_aborts_a_running_migration(fleet3: Store) -> None:
+    import threading
+
+    move = submit(fleet3, to="h2")
+    run, samples = runner(fleet3, speed=0.5)
+    result: list[object] = []
+    thread = threading.Thread(target=lambda: result.append(run.run(move.id)))
+    thread.start()
+    deadline = time.time() + 10
+    while not samples and time.time() < deadline:
+        time.sleep(0.05)
+    JobService(fleet3, lambda m: None).cancel(move.job_id, by="test")
+    thread.join(10)
+    outcome = result[0]
+    assert outcome.state == "cancelled"
+    assert sim(fleet3, "h1").lookup("vm1").state is DomainState.RUNNING
+    assert [d.name for d in sim(fleet3, "h2").list_domains()] == []
+    JobService(fleet3, lambda m: None).advance(move.job_id)
+    job = fleet3.get_job(move.job_id)
+    assert job.state == "cancelled" and job.summary["cancelled"] == ["vm1"]
+    assert fleet3.claimed("h2") == (0, 0)
+
+
+def test_reservations_never_overcommit(fleet3: Store) -> None:
+    limit = (8.0, 16384)
+    assert fleet3.try_reserve("h2", "m1", 4, 8000, limit)
+    assert fleet3.try_reserve("h2", "m2", 4, 8000, limit)
+    assert not fleet3.try_reserve("h2", "m3", 1, 100, limit)
+    fleet3.release("h2", "m1")
+    assert fleet3.try_reserve("h2", "m3", 1, 100, limit)
+
+
+def test_strays_are_undefined_but_a_running_copy_only_alerts(fleet3: Store) -> None:
+    from fleet.core.hypervisor import DomainInfo
+    from workers.inventory import sweep_strays
+
+    h2 = sim(fleet3, "h2")
+    h2._put("h2", DomainInfo("vm1", "u-1", DomainState.SHUTOFF, 2, 2048), 0.0)
+    assert sweep_strays(fleet3, h2) == ["vm1"]
+    assert h2.list_domains() == []
+    h2._put("h2", DomainInfo("vm1", "u-1", DomainState.RUNNING, 2, 2048), 0.0)
+    assert sweep_strays(fleet3, h2) == []
+    assert [d.name for d in h2.list_domains()] == ["vm1"]
+    alerts = [e for _, e in fleet3.journal.audit() if e["kind"] == "alert"]
+    assert alerts and alerts[-1]["alert"] == "two_copies"
+    assert sweep_strays(fleet3, sim(fleet3, "h1")) == []  # the VM's own host is untouched

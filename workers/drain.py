@@ -1,0 +1,122 @@
+"""Host drains: plan every VM of a host together, run the plan as one job, bring VMs back.
+
+The plan comes from the pure evacuation planner on a snapshot of the store (hosts, VMs,
+in-flight claims). Each planned destination is only a proposal: the controller reserves
+capacity atomically when it dispatches the move, and a move whose destination fails is
+re-placed excluding it. VMs that fit nowhere become failed moves carrying the reasons.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from fleet.core.errors import InvalidInput
+from fleet.core.evacuation import EvacuationPlan, plan_evacuation
+from fleet.core.fleetstate import FleetState
+from fleet.core.models import VM, HostState, Job, JobKind, Move, MoveState
+from fleet.core.planmodel import PlacementConfig
+from fleet.settings import Settings
+from fleet.store import Store
+from workers.planstate import KeptState, build
+
+
+def placement_config(settings: Settings) -> PlacementConfig:
+    return PlacementConfig(cpu_allocation_ratio=settings.cpu_allocation_ratio,
+                           ram_allocation_ratio=settings.ram_allocation_ratio,
+                           reserved_host_memory_mib=settings.reserved_host_memory_mib)
+
+
+def fleet_state(store: Store, config: PlacementConfig) -> FleetState:
+    """The placement engine's view of the stored fleet, counting in-flight claims."""
+    return build(store, config)[0]
+
+
+def plan_drain(st: FleetState, host: str, concurrency: int) -> EvacuationPlan:
+    """The plan for emptying ``host`` on the placement state ``st`` (left unchanged)."""
+    return plan_evacuation(st, [host], max_per_source=concurrency,
+                           max_per_destination=max(1, concurrency))
+
+
+def running_drain(store: Store, host: str) -> Job | None:
+    """The unfinished drain job of ``host``, if any."""
+    job = store.drain_job(host)
+    return job if job is not None and not job.terminal else None
+
+
+def create_drain(store: Store, host: str, concurrency: int, requested_by: str) -> Job:
+    """Write the drain job; the controller plans it when it starts (``fill_drain``)."""
+    job = store.create_move_job(JobKind.DRAIN, requested_by, [], target=host,
+                                concurrency=concurrency)
+    store.set_drain_job(host, job.id)
+    return job
+
+
+def needs_plan(job: Job) -> bool:
+    return job.kind == JobKind.DRAIN.value and not job.summary.get("planned")
+
+
+def fill_drain(store: Store, job: Job, plan: EvacuationPlan, plan_ms: float) -> None:
+    """Give a drain job its moves: planned ones in wave order, then the VMs that fit
+    nowhere as failed moves carrying the reasons."""
+    reasons = {u.vm: "; ".join(u.reasons) or "no host can take it" for u in plan.unplaced}
+    moves = [Move("", "", m.vm, job.target, planned=m.destination) for m in plan.moves]
+    moves += [Move("", "", vm, job.target, state=MoveState.FAILED.value,
+                   error=f"fits nowhere: {why}") for vm, why in reasons.items()]
+    added = store.add_moves(job.id, moves)
+    for move in added:
+        if move.vm in reasons:
+            store.release_vm(move.vm, move.id)
+
+    def mark(current: Job) -> Job:
+        current.summary = {**current.summary, "planned": True,
+                           "plan_ms": round(plan_ms, 3), "strategy": plan.strategy}
+        return current
+
+    store.update_job(job.id, mark)
+    store.emit(job.id, "job.planned", moves=len(plan.moves), unplaced=sorted(reasons),
+               strategy=plan.strategy, plan_ms=round(plan_ms, 3))
+
+
+def start_maintenance(store: Store, host: str) -> None:
+    current = store.get_host(host)
+    if current.state not in (HostState.ACTIVE.value, HostState.MAINTENANCE.value):
+        raise InvalidInput(f"host {host} is {current.state}; only active hosts can be drained")
+    store.set_host_state(host, HostState.MAINTENANCE.value)
+
+
+def returning_vms(store: Store, host: str) -> list[VM]:
+    """VMs the last drain of ``host`` moved away that are still elsewhere and idle."""
+    job = store.drain_job(host)
+    if job is None:
+        return []
+    moved = [m.vm for m in store.job_moves(job) if m.state == MoveState.SUCCEEDED.value]
+    found = [store.find_vm(name) for name in moved]
+    return [vm for vm in found if vm is not None and vm.host != host
+            and store.owning_job(vm.name) is None]
+
+
+def create_return(store: Store, host: str, concurrency: int, requested_by: str) -> Job | None:
+    """A job migrating back what the last drain of ``host`` moved away (None if nothing)."""
+    vms = returning_vms(store, host)
+    if not vms:
+        return None
+    moves = [Move("", "", vm.name, vm.host, target=host) for vm in vms]
+    return store.create_move_job(JobKind.RETURN, requested_by, moves, target=host,
+                                 concurrency=concurrency)
+
+
+class DrainPlanner:
+    """Plans drain jobs on a kept placement state, one at a time (the state is shared)."""
+
+    def __init__(self, store: Store, config: PlacementConfig) -> None:
+        self.store = store
+        self.kept = KeptState(store, config)
+        self._lock = threading.Lock()
+
+    def __call__(self, job: Job) -> None:
+        with self._lock:
+            started = time.perf_counter()
+            plan = plan_drain(self.kept.get(), job.target, job.concurrency)
+            took_ms = (time.perf_counter() - started) * 1000
+        fill_drain(self.store, job, plan, took_ms)

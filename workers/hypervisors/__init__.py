@@ -1,0 +1,1 @@
+"""Hypervisor adapters behind ``fleet.core.hypervisor.Hypervisor``: ``sim`` and ``libvirt``."""

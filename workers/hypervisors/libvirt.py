@@ -1,0 +1,393 @@
+"""The libvirt adapter: ``fleet.core.hypervisor.Hypervisor`` over a real libvirtd.
+
+libvirt is translated at this boundary: ``libvirtError`` codes become ``TransientError``,
+``PermanentError``, ``DomainGone`` or ``DestinationError``; domain states become
+``DomainState``; job statistics become ``JobStats``. Nothing above sees a libvirt type.
+
+``import libvirt`` happens here only, and lazily: the error classification below is
+usable (and unit-tested) without libvirt-python; guest XML is built in ``domain_xml``.
+The connection is opened in the process that uses it, on first use, with libvirt's
+default event loop running in a daemon thread so keepalive (5 s x 3) detects a dead peer.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fleet.core.hypervisor import (
+    DestinationError,
+    DomainGone,
+    DomainInfo,
+    DomainSpec,
+    DomainState,
+    HypervisorError,
+    JobStats,
+    MigrationParams,
+    MigrationTarget,
+    PermanentError,
+    TransientError,
+)
+
+T = TypeVar("T")
+MIB = 1024 * 1024
+
+# virErrorNumber values (stable ABI of libvirt's virterror.h).
+ERR_INTERNAL_ERROR = 1
+ERR_NO_SUPPORT = 3
+ERR_NO_CONNECT = 5
+ERR_INVALID_CONN = 6
+ERR_INVALID_ARG = 8
+ERR_OPERATION_FAILED = 9
+ERR_XML_ERROR = 27
+ERR_DOM_EXIST = 28
+ERR_OPERATION_DENIED = 29
+ERR_XML_DETAIL = 35
+ERR_SYSTEM_ERROR = 38
+ERR_RPC = 39
+ERR_NO_DOMAIN = 42
+ERR_AUTH_FAILED = 45
+ERR_OPERATION_INVALID = 55
+ERR_CONFIG_UNSUPPORTED = 67
+ERR_OPERATION_TIMEOUT = 68
+ERR_ARGUMENT_UNSUPPORTED = 74
+ERR_OPERATION_ABORTED = 78
+ERR_MIGRATE_UNSAFE = 81
+ERR_OPERATION_UNSUPPORTED = 84
+ERR_AGENT_UNRESPONSIVE = 86
+ERR_RESOURCE_BUSY = 87
+ERR_ACCESS_DENIED = 88
+ERR_CPU_INCOMPATIBLE = 91
+ERR_NO_SERVER = 95
+ERR_NO_CLIENT = 96
+
+TRANSIENT_CODES = frozenset({
+    ERR_NO_CONNECT, ERR_INVALID_CONN, ERR_SYSTEM_ERROR, ERR_RPC, ERR_OPERATION_TIMEOUT,
+    ERR_AGENT_UNRESPONSIVE, ERR_RESOURCE_BUSY, ERR_NO_SERVER, ERR_NO_CLIENT,
+    ERR_OPERATION_FAILED,
+})
+# Errors of a lost or refused connection: during a peer-to-peer migration, while our own
+# connection to the source still answers, they come from the destination.
+CONNECTION_CODES = frozenset({ERR_NO_CONNECT, ERR_INVALID_CONN, ERR_SYSTEM_ERROR, ERR_RPC,
+                              ERR_OPERATION_TIMEOUT, ERR_AUTH_FAILED})
+CONNECTION_WORDS = ("client socket is closed", "connection", "keepalive", "unable to connect",
+                    "cannot recv data", "cannot write data", "end of file")
+
+# virDomainState values.
+_STATES = {0: DomainState.OTHER, 1: DomainState.RUNNING, 2: DomainState.RUNNING,
+           3: DomainState.PAUSED, 4: DomainState.OTHER, 5: DomainState.SHUTOFF,
+           6: DomainState.CRASHED, 7: DomainState.PAUSED}
+
+
+def domain_state(code: int) -> DomainState:
+    """fleet's word for a ``virDomainState`` number."""
+    return _STATES.get(code, DomainState.OTHER)
+
+
+def _is_connection_error(code: int, message: str) -> bool:
+    lowered = message.lower()
+    return code in CONNECTION_CODES or (
+        code == ERR_INTERNAL_ERROR and any(w in lowered for w in CONNECTION_WORDS))
+
+
+def classify(code: int, message: str, *, migrating: bool = False,
+             local_alive: bool = True) -> type[HypervisorError]:
+    """The fleet exception class for a libvirt error code (pure; see ``translate``).
+
+    ``migrating``: the error ended a peer-to-peer migration; ``local_alive``: our own
+    connection to the source libvirtd still answers afterwards.
+    """
+    if code == ERR_NO_DOMAIN:
+        return DomainGone
+    if migrating and (code == ERR_DOM_EXIST or (
+            local_alive and _is_connection_error(code, message))):
+        return DestinationError
+    if code in TRANSIENT_CODES or _is_connection_error(code, message):
+        return TransientError
+    return PermanentError
+
+
+def translate(err: Any, what: str, *, migrating: bool = False,
+              local_alive: bool = True) -> HypervisorError:
+    """A fleet exception for a ``libvirtError`` (or anything with its three getters)."""
+    code = int(err.get_error_code() or 0)
+    message = str(err.get_error_message() or err)
+    cls = classify(code, message, migrating=migrating, local_alive=local_alive)
+    return cls(f"{what}: {message} (libvirt error {code})")
+
+
+# -- the libvirt module and its event loop ------------------------------------------
+_loop_lock = threading.Lock()
+_loop_pid = 0
+
+
+def _libvirt() -> Any:
+    import libvirt
+
+    return libvirt
+
+
+def _ignore_error(_ctx: object, _err: object) -> None:
+    """libvirt prints every error to stderr unless a handler is registered."""
+
+
+def _run_event_loop(lib: Any) -> None:
+    while True:
+        lib.virEventRunDefaultImpl()
+
+
+def ensure_event_loop() -> None:
+    """Register libvirt's default event loop and run it in a daemon thread (once per pid)."""
+    global _loop_pid  # noqa: PLW0603 - one loop per process, by design
+    with _loop_lock:
+        if _loop_pid == os.getpid():
+            return
+        lib = _libvirt()
+        lib.registerErrorHandler(_ignore_error, None)  # errors are raised, not printed
+        lib.virEventRegisterDefaultImpl()
+        threading.Thread(target=_run_event_loop, args=(lib,), name="libvirt-events",
+                         daemon=True).start()
+        _loop_pid = os.getpid()
+
+
+class LibvirtHypervisor:
+    """One host's libvirtd, reached through ``uri`` (``qemu:///system`` on the host)."""
+
+    def __init__(self, host: str, uri: str = "qemu:///system",
+                 keepalive: tuple[int, int] = (5, 3)) -> None:
+        self.host = host
+        self.uri = uri
+        self.keepalive = keepalive
+        self._conn: Any = None
+        self._conn_pid = 0
+        self._lock = threading.Lock()
+
+    # -- connection ------------------------------------------------------------------
+    def _connection(self) -> Any:
+        with self._lock:
+            if self._conn is not None and self._conn_pid == os.getpid() and self._alive():
+                return self._conn
+            ensure_event_loop()
+            lib = _libvirt()
+            try:
+                conn = lib.open(self.uri)
+                conn.setKeepAlive(*self.keepalive)
+            except lib.libvirtError as exc:
+                raise translate(exc, f"connect {self.uri}") from None
+            self._conn, self._conn_pid = conn, os.getpid()
+            return conn
+
+    def _alive(self) -> bool:
+        try:
+            return bool(self._conn.isAlive())
+        except Exception:
+            return False
+
+    def _call(self, what: str, fn: Callable[[Any], T], **kw: bool) -> T:
+        """Run ``fn(conn)``, translating libvirt errors."""
+        conn = self._connection()
+        lib = _libvirt()
+        try:
+            return fn(conn)
+        except lib.libvirtError as exc:
+            raise translate(exc, what, **kw) from None
+
+    def _domain(self, conn: Any, name: str) -> Any:
+        return conn.lookupByName(name)
+
+    # -- inventory ---------------------------------------------------------------
+    def _info(self, dom: Any) -> DomainInfo:
+        state, _reason = dom.state()
+        _state, max_kib, _mem, vcpus, _cpu = dom.info()
+        return DomainInfo(name=dom.name(), uuid=dom.UUIDString(), state=domain_state(state),
+                          vcpus=int(vcpus), memory_mib=int(max_kib) // 1024,
+                          migrating=self._has_job(dom))
+
+    def _has_job(self, dom: Any) -> bool:
+        lib = _libvirt()
+        try:
+            return int(dom.jobInfo()[0]) != int(lib.VIR_DOMAIN_JOB_NONE)
+        except lib.libvirtError:
+            return False
+
+    def list_domains(self) -> list[DomainInfo]:
+        def run(conn: Any) -> list[DomainInfo]:
+            infos = []
+            for dom in conn.listAllDomains(0):
+                try:
+                    infos.append(self._info(dom))
+                except _libvirt().libvirtError as exc:  # vanished while listing
+                    if exc.get_error_code() != ERR_NO_DOMAIN:
+                        raise
+            return infos
+
+        return self._call(f"list domains on {self.host}", run)
+
+    def lookup(self, name: str) -> DomainInfo:
+        return self._call(f"lookup {name} on {self.host}",
+                          lambda c: self._info(self._domain(c, name)))
+
+    def start(self, spec: DomainSpec) -> DomainInfo:
+        return self._define(spec, start=True)
+
+    def define(self, spec: DomainSpec) -> DomainInfo:
+        return self._define(spec, start=False)
+
+    def _define(self, spec: DomainSpec, start: bool) -> DomainInfo:
+        if not spec.definition:
+            raise PermanentError(f"domain {spec.name} has no definition")
+
+        def run(conn: Any) -> DomainInfo:
+            dom = conn.defineXML(spec.definition)
+            if start and not dom.isActive():
+                dom.create()
+            return self._info(dom)
+
+        what = "start" if start else "define"
+        return self._call(f"{what} {spec.name} on {self.host}", run)
+
+    def destroy(self, name: str) -> None:
+        def run(conn: Any) -> None:
+            dom = self._domain(conn, name)
+            if dom.isActive():
+                dom.destroy()
+            if dom.isPersistent():
+                dom.undefine()
+
+        try:
+            self._call(f"destroy {name} on {self.host}", run)
+        except DomainGone:
+            return
+
+    def shutdown(self, name: str, timeout_s: float) -> None:
+        def run(conn: Any) -> None:
+            dom = self._domain(conn, name)
+            deadline = time.monotonic() + timeout_s
+            if dom.isActive() and timeout_s > 0:
+                dom.shutdown()  # ACPI: the guest decides; OS-less guests ignore it
+            while dom.isActive() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if dom.isActive():
+                dom.destroy()
+
+        self._call(f"shut down {name} on {self.host}", run)
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self._call(f"ping {self.host}", lambda c: c.getLibVersion() > 0))
+        except HypervisorError:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # closing a dead connection may fail; nothing to release
+                return
+
+    # -- migration ---------------------------------------------------------------
+    def migrate(self, name: str, target: MigrationTarget, params: MigrationParams) -> None:
+        if not target.uri:
+            raise PermanentError(f"no libvirt URI for destination {target.host}")
+        lib = _libvirt()
+        flags, values = migration_flags(lib, params), migration_params(lib, params)
+        conn = self._connection()
+        try:
+            dom = self._domain(conn, name)
+            if params.max_downtime_ms > 0:
+                self._try_downtime(dom, params.max_downtime_ms)
+            dom.migrateToURI3(target.uri, values, flags)
+        except lib.libvirtError as exc:
+            raise translate(exc, f"migrate {name} {self.host} -> {target.host}",
+                            migrating=True, local_alive=self._alive()) from None
+
+    @staticmethod
+    def _try_downtime(dom: Any, downtime_ms: int) -> None:
+        """Set the downtime target before the job starts; older QEMUs want a job first."""
+        try:
+            dom.migrateSetMaxDowntime(downtime_ms, 0)
+        except _libvirt().libvirtError:
+            return
+
+    def job_stats(self, name: str) -> JobStats | None:
+        lib = _libvirt()
+        conn = self._connection()
+        try:
+            stats = self._domain(conn, name).jobStats(0)
+        except lib.libvirtError as exc:
+            if exc.get_error_code() in (ERR_OPERATION_INVALID, ERR_NO_DOMAIN):
+                return None  # the job (and with it the domain) just ended
+            raise translate(exc, f"job stats of {name} on {self.host}") from None
+        if int(stats.get("type", 0)) in (lib.VIR_DOMAIN_JOB_NONE, lib.VIR_DOMAIN_JOB_COMPLETED):
+            return None
+        return job_stats_from(stats)
+
+    def abort_job(self, name: str) -> None:
+        lib = _libvirt()
+        conn = self._connection()
+        try:
+            self._domain(conn, name).abortJob()
+        except lib.libvirtError as exc:
+            if exc.get_error_code() == ERR_OPERATION_INVALID:
+                return  # no job to abort
+            raise translate(exc, f"abort job of {name} on {self.host}") from None
+
+    def start_postcopy(self, name: str) -> None:
+        self._call(f"post-copy of {name} on {self.host}",
+                   lambda c: self._domain(c, name).migrateStartPostCopy(0))
+
+    def set_max_downtime(self, name: str, downtime_ms: int) -> None:
+        self._call(f"max downtime of {name} on {self.host}",
+                   lambda c: self._domain(c, name).migrateSetMaxDowntime(downtime_ms, 0))
+
+
+def migration_flags(lib: Any, params: MigrationParams) -> int:
+    """Live, peer-to-peer, persistent on the destination, undefined on the source."""
+    flags = int(lib.VIR_MIGRATE_LIVE | lib.VIR_MIGRATE_PEER2PEER
+                | lib.VIR_MIGRATE_PERSIST_DEST | lib.VIR_MIGRATE_UNDEFINE_SOURCE)
+    if params.auto_converge:
+        flags |= int(lib.VIR_MIGRATE_AUTO_CONVERGE)
+    if params.postcopy:
+        flags |= int(lib.VIR_MIGRATE_POSTCOPY)
+    return flags
+
+
+_EXTRA_PARAMS = {  # MigrationParams.extra key -> libvirt typed parameter name attribute
+    "auto_converge_initial": "VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL",
+    "auto_converge_increment": "VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT",
+    "bandwidth_postcopy_mib_s": "VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY",
+}
+
+
+def migration_params(lib: Any, params: MigrationParams) -> dict[str, int]:
+    """Typed parameters of ``migrateToURI3``: bandwidth (MiB/s) and known extras."""
+    values: dict[str, int] = {}
+    if params.bandwidth_mib_s > 0:
+        values[lib.VIR_MIGRATE_PARAM_BANDWIDTH] = max(1, round(params.bandwidth_mib_s))
+    for key, attr in _EXTRA_PARAMS.items():
+        if key in params.extra and hasattr(lib, attr):
+            try:
+                values[getattr(lib, attr)] = int(params.extra[key])
+            except ValueError:
+                raise PermanentError(f"migration parameter {key} must be an integer") from None
+    return values
+
+
+def job_stats_from(stats: dict[str, Any]) -> JobStats:
+    """``JobStats`` from the dict of ``virDomainGetJobStats`` (bytes, pages, ms)."""
+    page = int(stats.get("memory_page_size", 4096) or 4096)
+    return JobStats(
+        processed_mib=stats.get("data_processed", 0) / MIB,
+        remaining_mib=stats.get("data_remaining", 0) / MIB,
+        total_mib=stats.get("data_total", 0) / MIB,
+        mib_s=stats.get("memory_bps", 0) / MIB,
+        dirty_mib_s=stats.get("memory_dirty_rate", 0) * page / MIB,
+        iteration=int(stats.get("memory_iteration", 0)),
+        elapsed_s=stats.get("time_elapsed", 0) / 1000.0,
+        expected_downtime_ms=float(stats.get("downtime", 0)),
+    )

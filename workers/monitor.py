@@ -1,0 +1,261 @@
+"""The monitor: watches heartbeats and drives failover, one leader at a time.
+
+Every monitor tracks heartbeats on its own clock; only the holder of the Redis lease
+decides. Each round: take the queued events, call the pure ``decide``, save the new
+state *before* acting, then act — send fence and restart tasks, mark VMs down, record
+host health and alerts, and keep one failover job per fenced host with per-VM outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleet.core.failover import decide
+from fleet.core.failover_model import (
+    Action,
+    Alert,
+    Decision,
+    Event,
+    FailoverState,
+    Fence,
+    FenceResult,
+    MarkDown,
+    Observation,
+    OperatorActivate,
+    OperatorConfirm,
+    OperatorFence,
+    Recover,
+    RecoverResult,
+    Transition,
+)
+from fleet.core.health import PRE_FENCE, FailoverConfig, Health
+from fleet.core.models import VM, Host, HostState, Job, JobKind, JobState, VMState
+from fleet.core.vmguard import GuardConfig, GuardView, RecordState, StartInPlace, Watch, guard
+from fleet.settings import Settings
+from fleet.store import Store
+from workers.witness import Witness
+
+log = logging.getLogger(__name__)
+Send = Callable[[str, dict[str, Any]], None]
+
+
+PROBED = frozenset(h.value for h in PRE_FENCE | {Health.FENCING})
+"""Host states in which the host may still run: a late heartbeat may be a dead agent."""
+
+
+def event_of(data: dict[str, Any]) -> Event | None:
+    """The core event for a queued dict (see ``FailoverStore.push``)."""
+    kind = data.get("type")
+    if kind == "fence":
+        return FenceResult(data["host"], bool(data["ok"]), data.get("detail", ""),
+                           bool(data.get("needs_operator", False)))
+    if kind == "recover":
+        return RecoverResult(data["vm"], data["target"], bool(data["ok"]),
+                             data.get("detail", ""))
+    if kind == "confirm":
+        return OperatorConfirm(data["host"])
+    if kind == "fence_now":
+        return OperatorFence(data["host"])
+    if kind == "activate":
+        return OperatorActivate(data["host"])
+    return None
+
+
+def failover_config(settings: Settings) -> FailoverConfig:
+    return FailoverConfig.from_mapping(settings.model_dump())
+
+
+@dataclass
+class Monitor:
+    """One monitor process's loop body (``tick``)."""
+
+    store: Store
+    settings: Settings
+    me: str
+    send: Send
+    clock: Callable[[], float] = time.time
+    last_beat: dict[str, float] = field(default_factory=dict)
+    seen: dict[str, float] = field(default_factory=dict)
+    first_seen: dict[str, float] = field(default_factory=dict)
+    reports: dict[str, dict[str, str]] = field(default_factory=dict)
+    epoch: int = 0
+
+    def __post_init__(self) -> None:
+        self.config = failover_config(self.settings)
+        self.guard_config = GuardConfig.from_mapping(self.settings.model_dump(),
+                                                     self.config.suspect_after_s)
+        self.witness = Witness(self.settings.failover_witness_timeout_s, self.clock)
+
+    def observe_beats(self, now: float, hosts: list[Host]) -> None:
+        for host in hosts:
+            beat = self.store.heartbeat(host.name)
+            if beat is not None and float(beat["at"]) != self.seen.get(host.name):
+                self.seen[host.name] = float(beat["at"])
+                self.last_beat[host.name] = now
+                self.reports[host.name] = {str(d["name"]): str(d["state"])
+                                           for d in beat.get("domains", [])}
+        if self.settings.failover_witness:  # every monitor probes: a new leader knows too
+            late = now - self.config.suspect_after_s
+            self.witness.check(h for h in hosts if h.state in PROBED
+                               and self._last_sign(h.name, now) <= late)
+
+    def _last_sign(self, host: str, now: float) -> float:
+        """The host's newest heartbeat, or when this monitor first saw it without one."""
+        return self.last_beat.get(host) or self.first_seen.setdefault(host, now)
+
+    def tick(self) -> Decision | None:
+        now, cfg = self.clock(), self.config
+        hosts = self.store.list_hosts()
+        self.observe_beats(now, hosts)
+        lease = self.store.failover.claim(self.me, now, cfg.lease_ttl_s)
+        if lease is None:
+            return None
+        takeover, self.epoch = lease.epoch != self.epoch, lease.epoch
+        raw = self.store.failover.drain()
+        events = tuple(e for e in (event_of(d) for d in raw) if e is not None)
+        claims = {h.name: self.store.claimed(h.name) for h in hosts}
+        obs = Observation(hosts, dict(self.last_beat), self.store.list_vms(), events, claims,
+                          takeover, self.witness.answered())
+        decision = decide(obs, FailoverState.from_dict(self.store.failover.load_state()),
+                          cfg, now)
+        self.store.failover.save_state(decision.state.to_dict())
+        for transition in decision.transitions:
+            self._record(transition)
+        for action in decision.actions:
+            self._act(action)
+        self._note_unplaced(decision)
+        self._guard_vms(now, hosts, obs.vms)
+        return decision
+
+    def _guard_vms(self, now: float, hosts: list[Host], vms: list[VM]) -> None:
+        """The VM guard's round: HA VMs stopped on live hosts are started again."""
+        view = GuardView(vms, {h.name: h.state for h in hosts},
+                         {h: now - t for h, t in self.last_beat.items()}, self.reports,
+                         frozenset(m.vm for m in self.store.active_moves()))
+        watches = {k: Watch.from_dict(v) for k, v in self.store.failover.load_guard().items()}
+        decision = guard(view, watches, self.guard_config, now)
+        if decision.watches != watches:
+            self.store.failover.save_guard({k: w.to_dict() for k, w in decision.watches.items()})
+        for action in decision.actions:
+            if isinstance(action, StartInPlace):
+                self.store.emit("", "vm.guard_start", vm=action.vm, host=action.host,
+                                attempt=action.attempt)
+                self.send("fleet.vm.start_in_place", {"vm": action.vm, "source": action.host,
+                                                      "attempt": action.attempt})
+            elif isinstance(action, RecordState):
+                self._record_vm_state(action)
+            else:
+                self._act(action)
+
+    def _record_vm_state(self, action: RecordState) -> None:
+        if self._set_vm_state(action.vm, action.host, action.state):
+            self.store.emit("", "vm.state", vm=action.vm, host=action.host,
+                            state=action.state, reason=action.reason)
+
+    def _record(self, t: Transition) -> None:
+        host = self.store.get_host(t.host)
+        if not (t.new is Health.ACTIVE and host.state == HostState.MAINTENANCE.value):
+            self.store.set_host_state(t.host, t.new.value)
+        self.store.emit(self.store.failover.job(t.host) or "", "host.health", host=t.host,
+                        old=t.old.value, new=t.new.value, detail=t.detail)
+        if t.new is Health.FENCED:
+            self._open_job(t.host)
+        elif t.new is Health.RECOVERED:
+            self._close_job(t.host)
+
+    def _act(self, action: Action) -> None:
+        if isinstance(action, Fence):
+            self.send("fleet.host.fence", {"host": action.host, "attempt": action.attempt,
+                                           "timeout_s": action.timeout_s})
+        elif isinstance(action, Recover):
+            job = self.store.failover.job(action.source) or ""
+            self._outcome(action.source, action.vm, f"restarting on {action.target}")
+            self.send("fleet.vm.restart", {"vm": action.vm, "source": action.source,
+                                           "target": action.target, "job_id": job})
+        elif isinstance(action, MarkDown):
+            self._mark_down(action)
+        elif isinstance(action, Alert):
+            log.warning("failover alert %s %s: %s", action.kind, action.subject,
+                        action.message)
+            self.store.emit("", "alert", alert=action.kind, subject=action.subject,
+                            message=action.message)
+            self.store.journal.count("alerts", kind=action.kind)
+
+    def _mark_down(self, action: MarkDown) -> None:
+        if self._set_vm_state(action.vm, action.host, VMState.DOWN.value):
+            self._outcome(action.host, action.vm, f"down: {action.reason}")
+
+    def _set_vm_state(self, name: str, host: str, state: str) -> bool:
+        """Record ``name`` as ``state`` if it is still recorded on ``host`` (CAS)."""
+        def mutate(vm: VM) -> VM | None:
+            if vm.host != host:
+                return None
+            vm.state = state
+            return vm
+
+        return self.store.cas_vm(name, mutate) is not None
+
+    def _open_job(self, host: str) -> None:
+        job = self.store.create_move_job(JobKind.FAILOVER, f"monitor:{self.me}", [],
+                                         target=host)
+        self.store.update_job(job.id, _running(self.clock()))
+        self.store.failover.set_job(host, job.id)
+
+    def _close_job(self, host: str) -> None:
+        job_id = self.store.failover.job(host)
+        if job_id is None:
+            return
+        now = self.clock()
+
+        def finish(job: Job) -> Job | None:
+            if job.terminal:
+                return None
+            outcomes = job.summary.get("vms", {})
+            bad = [v for v, o in outcomes.items() if not str(o).startswith(("running", "down"))]
+            job.state = (JobState.FAILED if bad else JobState.SUCCEEDED).value
+            job.finished_at = now
+            job.summary["duration_s"] = round(now - job.started_at, 2)
+            return job
+
+        done = self.store.update_job(job_id, finish)
+        if done is not None:
+            self.store.emit(job_id, f"job.{done.state}", **done.summary)
+
+    def _outcome(self, host: str, vm: str, outcome: str) -> None:
+        record_outcome(self.store, self.store.failover.job(host), vm, outcome)
+
+    def _note_unplaced(self, decision: Decision) -> None:
+        for vm in decision.unplaced:
+            found = self.store.find_vm(vm)
+            if found is not None:
+                self._outcome(found.host, vm, "waiting for capacity")
+
+
+def _running(now: float) -> Callable[[Job], Job | None]:
+    def start(job: Job) -> Job | None:
+        job.state, job.started_at = JobState.RUNNING.value, now
+        job.summary = {"vms": {}}
+        return job
+
+    return start
+
+
+def record_outcome(store: Store, job_id: str | None, vm: str, outcome: str) -> None:
+    """Write one VM's outcome into a failover job's summary."""
+    if not job_id:
+        return
+
+    def note(job: Job) -> Job | None:
+        vms = dict(job.summary.get("vms", {}))
+        if vms.get(vm) == outcome:
+            return None
+        vms[vm] = outcome
+        job.summary = {**job.summary, "vms": vms}
+        return job
+
+    if store.update_job(job_id, note) is not None:
+        store.emit(job_id, "vm.outcome", vm=vm, outcome=outcome)

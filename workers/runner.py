@@ -1,0 +1,311 @@
+"""The migration runner: claim a move, check, migrate with live progress, verify, commit.
+
+It runs on the source host's agent. The hypervisor call blocks in a thread while this
+thread samples job statistics, applies policy, renews the move's lease and publishes
+progress. A VM recorded ``stopped`` whose domain is shut off moves by its definition
+instead (defined on the destination, undefined here), so a drain empties a host of
+stopped VMs too. Transient errors are retried with tenacity; a failing destination sends the
+move back to the controller for re-planning; anything else fails the move with a reason.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from fleet.core.errors import FleetError
+from fleet.core.hypervisor import (
+    STOPPED_DOMAIN,
+    DestinationError,
+    DomainGone,
+    DomainSpec,
+    DomainState,
+    Hypervisor,
+    HypervisorError,
+    JobStats,
+    MigrationParams,
+    MigrationTarget,
+    PermanentError,
+    TransientError,
+)
+from fleet.core.models import VM, Host, HostState, Move, MoveState, Progress, VMState
+from fleet.core.policy import Decision, PolicyConfig, Verdict, Watch, decide, eta_s, observe
+from fleet.core.policy import progress_percent as percent_of
+from fleet.settings import Settings
+from fleet.store import Store
+
+ABORT_GRACE_S = 60.0
+Publish = Callable[[Move, Progress], None]
+Locate = Callable[[Host], Hypervisor]
+
+
+class MoveFailed(FleetError):
+    """The move cannot succeed; the VM stays where it is."""
+
+
+class MoveCancelled(FleetError):
+    """The operator cancelled the job; the VM stays on its source."""
+
+
+class Replan(FleetError):
+    """The destination failed; the controller should pick another one."""
+
+
+@dataclass
+class Outcome:
+    """What became of one run of a move, returned to the task layer."""
+
+    move_id: str
+    state: str
+    detail: str = ""
+
+
+def policy_config(settings: Settings, overrides: dict[str, object] | None = None,
+                  ) -> PolicyConfig:
+    cfg = PolicyConfig(timeout_per_gib_s=settings.migration_timeout_per_gib_s,
+                       timeout_min_s=settings.migration_timeout_min_s,
+                       stall_timeout_s=settings.stall_timeout_s,
+                       max_downtime_ms=settings.max_downtime_ms,
+                       bandwidth_mib_s=settings.bandwidth_mib_s)
+    return cfg.with_overrides(dict(overrides or {}))
+
+
+def progress_of(stats: JobStats) -> Progress:
+    return Progress(
+        percent=percent_of(stats.processed_mib, stats.remaining_mib, stats.total_mib),
+        processed_mib=round(stats.processed_mib, 1), remaining_mib=round(stats.remaining_mib, 1),
+        total_mib=stats.total_mib, mib_s=round(stats.mib_s, 1),
+        dirty_mib_s=round(stats.dirty_mib_s, 1), iteration=stats.iteration,
+        downtime_ms=round(stats.expected_downtime_ms, 1),
+        eta_s=round(min(eta_s(stats.remaining_mib, stats.mib_s, stats.dirty_mib_s), 1e6), 1),
+        elapsed_s=round(stats.elapsed_s, 1))
+
+
+@dataclass
+class MigrationRunner:
+    """Runs moves whose source is ``hypervisor.host``."""
+
+    store: Store
+    hypervisor: Hypervisor
+    settings: Settings
+    locate: Locate
+    runner_id: str
+    publish: Publish = field(default=lambda move, progress: None)
+    clock: Callable[[], float] = time.time
+    task_id: str = ""
+
+    def run(self, move_id: str) -> Outcome:
+        move = self.store.claim_move(move_id, self.runner_id, self.settings.move_lease_s,
+                                     self.task_id)
+        if move is None:
+            current = self.store.find_move(move_id)
+            state = current.state if current else "missing"
+            return Outcome(move_id, state, "not claimed: already taken or finished")
+        try:
+            return self._run_claimed(move)
+        except (Replan, DestinationError) as exc:
+            return self._replan(move, str(exc))
+        except MoveCancelled as exc:
+            return settle_on_source(self.store, move, MoveState.CANCELLED.value, str(exc))
+        except (MoveFailed, HypervisorError) as exc:
+            return self._fail(move, str(exc))
+
+    def _run_claimed(self, move: Move) -> Outcome:
+        vm, dest, cold = self._precheck(move)
+        moving = self.store.advance_move(move.id, move.token, MoveState.MIGRATING.value,
+                                         lease_s=self.settings.move_lease_s)
+        if moving is None:
+            raise MoveFailed("lost the claim before migrating")
+        if cold:
+            return self._move_stopped(moving, vm, dest)
+        target = MigrationTarget(dest.name, dest.migration_uri)
+        for attempt in Retrying(stop=stop_after_attempt(self.settings.migrate_retries + 1),
+                                wait=wait_exponential(multiplier=0.5, max=8),
+                                retry=retry_if_exception(_retryable), reraise=True):
+            with attempt:
+                self._migrate_once(moving, vm, target)
+        return self._verify_and_commit(moving, vm, dest)
+
+    def _check_cancel(self, move: Move) -> None:
+        job = self.store.find_job(move.job_id)
+        if job is not None and job.cancel_requested:
+            if self.hypervisor.job_stats(move.vm) is not None:
+                self.hypervisor.abort_job(move.vm)
+            raise MoveCancelled(f"job cancelled; {move.vm} stays on {move.source}")
+
+    def _precheck(self, move: Move) -> tuple[VM, Host, bool]:
+        """The VM, its destination, and whether it moves stopped (by its definition)."""
+        self._check_cancel(move)
+        vm = self.store.get_vm(move.vm)
+        dest = self.store.get_host(move.destination)
+        try:
+            here = self.hypervisor.lookup(move.vm)
+        except DomainGone:
+            raise MoveFailed(f"VM {move.vm} is not on {self.hypervisor.host}") from None
+        cold = vm.state == VMState.STOPPED.value and here.state in STOPPED_DOMAIN
+        if here.state is not DomainState.RUNNING and not cold:
+            raise MoveFailed(f"VM {move.vm} is {here.state} on {self.hypervisor.host}"
+                             f" but recorded {vm.state}")
+        if dest.state != HostState.ACTIVE.value:
+            raise Replan(f"destination {dest.name} is {dest.state}")
+        if self.store.heartbeat(dest.name) is None:
+            raise Replan(f"destination {dest.name} has no live agent")
+        return vm, dest, cold
+
+    def _move_stopped(self, move: Move, vm: VM, dest: Host) -> Outcome:
+        """A stopped VM moves by its definition: defined (not started) on the destination,
+        then undefined here. Nothing runs anywhere meanwhile; if this host will not let
+        go, the new definition is removed again and the move fails."""
+        there = self.locate(dest)
+        there.define(DomainSpec.of(vm))
+        try:
+            self.hypervisor.destroy(vm.name)
+        except HypervisorError as exc:
+            there.destroy(vm.name)
+            raise MoveFailed(f"could not undefine {vm.name} here: {exc}") from None
+        self._report(move, Progress(percent=100.0, total_mib=float(vm.memory_mib)))
+        return self._verify_and_commit(move, vm, dest, DomainState.SHUTOFF)
+
+    def _migrate_once(self, move: Move, vm: VM, target: MigrationTarget) -> None:
+        cfg = policy_config(self.settings, vm.policy)
+        params = MigrationParams(bandwidth_mib_s=cfg.bandwidth_mib_s,
+                                 max_downtime_ms=cfg.max_downtime_ms,
+                                 auto_converge=cfg.allow_auto_converge,
+                                 postcopy=cfg.allow_postcopy)
+        errors: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                self.hypervisor.migrate(vm.name, target, params)
+            except BaseException as exc:  # handed to the polling thread
+                errors.append(exc)
+
+        worker = threading.Thread(target=call, name=f"migrate-{vm.name}", daemon=True)
+        worker.start()
+        try:
+            self._watch(move, vm, worker, cfg)
+        finally:
+            worker.join(ABORT_GRACE_S)  # after an abort, let the hypervisor call unwind
+        if errors:
+            raise errors[0]
+
+    def _watch(self, move: Move, vm: VM, worker: threading.Thread, cfg: PolicyConfig) -> None:
+        watch = Watch(started_at=self.clock())
+        while worker.is_alive():
+            worker.join(self.settings.poll_interval_s)
+            stats = self.hypervisor.job_stats(vm.name)
+            if stats is None:
+                continue
+            self._check_cancel(move)
+            now = self.clock()
+            observe(watch, stats.remaining_mib, now)
+            self._report(move, progress_of(stats))
+            self._apply(decide(watch, vm.memory_mib, now, cfg), vm.name, watch)
+
+    def _apply(self, decision: Decision, name: str, watch: Watch) -> None:
+        if decision.verdict is Verdict.RAISE_DOWNTIME:
+            watch.downtime_step += 1
+            self.hypervisor.set_max_downtime(name, decision.downtime_ms)
+        elif decision.verdict is Verdict.POSTCOPY and not watch.postcopy:
+            watch.postcopy = True
+            self.hypervisor.start_postcopy(name)
+        elif decision.verdict is Verdict.ABORT:
+            self.hypervisor.abort_job(name)
+            raise MoveFailed(f"aborted by policy: {decision.reason}")
+
+    def _report(self, move: Move, progress: Progress) -> None:
+        updated = self.store.advance_move(move.id, move.token, lease_s=self.settings.move_lease_s,
+                                          progress=progress.to_dict())
+        if updated is None:
+            self.hypervisor.abort_job(move.vm)
+            raise MoveFailed("the move was taken from this runner; migration aborted")
+        self.store.emit(move.job_id, "move.progress", move=move.id, vm=move.vm,
+                        **progress.to_dict())
+        self.publish(updated, progress)
+
+    def _verify_and_commit(self, move: Move, vm: VM, dest: Host,
+                           expect: DomainState = DomainState.RUNNING) -> Outcome:
+        self.store.advance_move(move.id, move.token, MoveState.VERIFYING.value)
+        try:
+            there = self.locate(dest).lookup(vm.name)
+        except DomainGone:
+            raise MoveFailed(f"VM {vm.name} not found on {dest.name} after migration") from None
+        if there.state is not expect:
+            raise MoveFailed(f"VM {vm.name} is {there.state} on {dest.name} after migration")
+        if _present(self.hypervisor, vm.name):
+            raise MoveFailed(f"VM {vm.name} still defined on {self.hypervisor.host}")
+        stopped = expect is not DomainState.RUNNING
+        return commit(self.store, move, dest.name,
+                      VMState.STOPPED.value if stopped else VMState.RUNNING.value)
+
+    def _replan(self, move: Move, reason: str) -> Outcome:
+        excluded = sorted({*move.excluded, move.destination})
+        self.store.release(move.destination, move.id)
+        self.store.advance_move(move.id, move.token, MoveState.PENDING.value, destination="",
+                                excluded=excluded, error=reason)
+        return Outcome(move.id, MoveState.PENDING.value, f"re-plan: {reason}")
+
+    def _fail(self, move: Move, reason: str) -> Outcome:
+        return settle_failed(self.store, move, reason)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, TransientError) and not isinstance(exc, DestinationError)
+
+
+def _present(hv: Hypervisor, name: str) -> bool:
+    try:
+        hv.lookup(name)
+    except DomainGone:
+        return False
+    return True
+
+
+def commit(store: Store, move: Move, host: str, vm_state: str = "running") -> Outcome:
+    """Record that the VM now lives on ``host`` and finish the move as succeeded."""
+    store.update_vm(move.vm, host=host, state=vm_state)
+    done = store.advance_move(move.id, move.token, MoveState.SUCCEEDED.value, error="")
+    record_finished(store, done or move, MoveState.SUCCEEDED.value)
+    store.release(move.destination, move.id)
+    store.release_vm(move.vm, move.id)
+    where = "runs on" if vm_state == "running" else f"is {vm_state} on"
+    return Outcome(move.id, MoveState.SUCCEEDED.value, f"{move.vm} {where} {host}")
+
+
+def settle_failed(store: Store, move: Move, reason: str, vm_state: str | None = None,
+                  ) -> Outcome:
+    """Fail a move (the VM stays on its source), releasing its claims."""
+    return settle_on_source(store, move, MoveState.FAILED.value, reason, vm_state)
+
+
+def settle_on_source(store: Store, move: Move, state: str, reason: str,
+                     vm_state: str | None = None) -> Outcome:
+    """End a move whose VM stayed on its source, releasing its claims. The VM's recorded
+    state is kept (a move never changes it) unless ``vm_state`` says what was found."""
+    done = store.advance_move(move.id, move.token, state, error=reason)
+    record_finished(store, done or move, state)
+    store.release(move.destination, move.id)
+    store.release_vm(move.vm, move.id)
+    found = {} if vm_state is None else {"state": vm_state}
+    store.update_vm(move.vm, host=move.source, **found)
+    return Outcome(move.id, state, reason)
+
+
+def record_finished(store: Store, move: Move, state: str) -> None:
+    """Count a finished move for metrics: outcome, duration, data and downtime."""
+    journal = store.journal
+    journal.count("moves_finished", state=state)
+    if state != MoveState.SUCCEEDED.value:
+        return
+    took = max(0.0, (move.finished_at or store.clock()) - (move.started_at or store.clock()))
+    journal.count("migration_seconds_sum", took)
+    journal.count("migration_seconds_count")
+    journal.count("migrated_mib", float(move.progress.get("processed_mib", 0.0)))
+    journal.count("downtime_ms_sum", float(move.progress.get("downtime_ms", 0.0)))
+
+
+__all__ = ["MigrationRunner", "MoveFailed", "Outcome", "PermanentError", "Replan", "commit"]
