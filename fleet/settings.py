@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     heartbeat_ttl_s: float = Field(5.0, gt=0)
     visibility_timeout_s: int = Field(6 * 3600, ge=600)
     move_lease_s: float = Field(15.0, gt=0)
+    move_settle_s: float = Field(20.0, ge=0)
     reconcile_interval_s: float = Field(5.0, gt=0)
     redeliver_after_s: float = Field(120.0, gt=0)
     poll_interval_s: float = Field(0.5, gt=0, le=1.0)

@@ -3,7 +3,8 @@
 A peer-to-peer migration may still be running inside the source hypervisor after its
 caller died; the reconciler follows it to its end (aborting it past its time budget)
 and never starts a second migration. Then the VM's real location decides the outcome
-(for a VM recorded stopped, where its shut-off definition is).
+(for a VM recorded stopped, where its shut-off definition is), looked at until the
+picture settles (``workers.sighting``).
 """
 
 from __future__ import annotations
@@ -13,27 +14,23 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from fleet.core.hypervisor import (
-    STOPPED_DOMAIN,
-    DomainGone,
-    DomainInfo,
-    DomainState,
-    Hypervisor,
-)
+from fleet.core.hypervisor import Hypervisor
 from fleet.core.models import Move, VMState
 from fleet.core.policy import completion_timeout_s
+from fleet.core.whereabouts import Where
 from fleet.settings import Settings
 from fleet.store import Store
-from workers.runner import Locate, Outcome, commit, policy_config, settle_failed
+from workers.runner import (
+    Locate,
+    MoveFailed,
+    Outcome,
+    commit,
+    lookout,
+    policy_config,
+    settle_failed,
+)
 
 log = logging.getLogger(__name__)
-
-
-def _find(hv: Hypervisor, name: str) -> DomainInfo | None:
-    try:
-        return hv.lookup(name)
-    except DomainGone:
-        return None
 
 
 @dataclass
@@ -63,8 +60,12 @@ class Reconciler:
         if move is None:
             return None
         source = self.hypervisors[move.source]
-        self._follow(move, source)
-        return self._decide(move, source)
+        try:
+            self._follow(move, source)
+            return self._decide(move, source)
+        except MoveFailed as exc:  # another reconciler took the move meanwhile
+            log.warning("gave up settling move %s: %s", move_id, exc)
+            return None
 
     def _follow(self, move: Move, source: Hypervisor) -> None:
         """Wait for a migration still running in the hypervisor; abort it past budget."""
@@ -81,21 +82,18 @@ class Reconciler:
     def _decide(self, move: Move, source: Hypervisor) -> Outcome:
         dest_host = self.store.find_host(move.destination) if move.destination else None
         dest = self.locate(dest_host) if dest_host else None
-        here = _find(source, move.vm)
-        there = _find(dest, move.vm) if dest else None
         stopped = self.store.get_vm(move.vm).state == VMState.STOPPED.value
-        wanted = STOPPED_DOMAIN if stopped else frozenset({DomainState.RUNNING})
         state, how = ("stopped", "is still stopped") if stopped else ("running", "still runs")
-        if there and there.state in wanted and here is None:
+        seen = lookout(self.store, move, self.settings, self.sleep).sight(
+            source, dest, move.vm, stopped)
+        if seen.where is Where.MOVED:
             log.info("reconciled %s: %s on %s", move.vm, state, move.destination)
             return commit(self.store, move, move.destination, state)
-        if here and here.state in wanted:
-            if dest and there:
+        if seen.where is Where.STAYED:
+            if dest and seen.there:
                 dest.destroy(move.vm)  # an incoming domain (or definition) left behind
             reason = (f"runner vanished; the move did not complete; {move.vm} {how}"
                       f" on {move.source}")
             return settle_failed(self.store, move, reason, vm_state=state)
-        where = f"source: {here.state if here else 'absent'}, " \
-                f"destination: {there.state if there else 'absent'}"
-        reason = f"runner vanished; VM {move.vm} needs an operator ({where})"
+        reason = f"runner vanished; VM {move.vm} needs an operator ({seen.describe()})"
         return settle_failed(self.store, move, reason, vm_state="down")

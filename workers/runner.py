@@ -35,8 +35,10 @@ from fleet.core.hypervisor import (
 from fleet.core.models import VM, Host, HostState, Move, MoveState, Progress, VMState
 from fleet.core.policy import Decision, PolicyConfig, Verdict, Watch, decide, eta_s, observe
 from fleet.core.policy import progress_percent as percent_of
+from fleet.core.whereabouts import Where
 from fleet.settings import Settings
 from fleet.store import Store
+from workers.sighting import Lookout
 
 ABORT_GRACE_S = 60.0
 Publish = Callable[[Move, Progress], None]
@@ -97,6 +99,7 @@ class MigrationRunner:
     publish: Publish = field(default=lambda move, progress: None)
     clock: Callable[[], float] = time.time
     task_id: str = ""
+    sleep: Callable[[float], None] = time.sleep
 
     def run(self, move_id: str) -> Outcome:
         move = self.store.claim_move(move_id, self.runner_id, self.settings.move_lease_s,
@@ -168,7 +171,7 @@ class MigrationRunner:
             there.destroy(vm.name)
             raise MoveFailed(f"could not undefine {vm.name} here: {exc}") from None
         self._report(move, Progress(percent=100.0, total_mib=float(vm.memory_mib)))
-        return self._verify_and_commit(move, vm, dest, DomainState.SHUTOFF)
+        return self._verify_and_commit(move, vm, dest, stopped=True)
 
     def _migrate_once(self, move: Move, vm: VM, target: MigrationTarget) -> None:
         cfg = policy_config(self.settings, vm.policy)
@@ -227,18 +230,14 @@ class MigrationRunner:
                         **progress.to_dict())
         self.publish(updated, progress)
 
-    def _verify_and_commit(self, move: Move, vm: VM, dest: Host,
-                           expect: DomainState = DomainState.RUNNING) -> Outcome:
+    def _verify_and_commit(self, move: Move, vm: VM, dest: Host, stopped: bool = False,
+                           ) -> Outcome:
         self.store.advance_move(move.id, move.token, MoveState.VERIFYING.value)
-        try:
-            there = self.locate(dest).lookup(vm.name)
-        except DomainGone:
-            raise MoveFailed(f"VM {vm.name} not found on {dest.name} after migration") from None
-        if there.state is not expect:
-            raise MoveFailed(f"VM {vm.name} is {there.state} on {dest.name} after migration")
-        if _present(self.hypervisor, vm.name):
-            raise MoveFailed(f"VM {vm.name} still defined on {self.hypervisor.host}")
-        stopped = expect is not DomainState.RUNNING
+        seen = lookout(self.store, move, self.settings, self.sleep).sight(
+            self.hypervisor, self.locate(dest), vm.name, stopped)
+        if seen.where is not Where.MOVED:
+            raise MoveFailed(f"VM {vm.name} did not arrive on {dest.name} after migration"
+                             f" ({seen.describe()})")
         return commit(self.store, move, dest.name,
                       VMState.STOPPED.value if stopped else VMState.RUNNING.value)
 
@@ -257,16 +256,30 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, TransientError) and not isinstance(exc, DestinationError)
 
 
-def _present(hv: Hypervisor, name: str) -> bool:
-    try:
-        hv.lookup(name)
-    except DomainGone:
+def lookout(store: Store, move: Move, settings: Settings,
+            sleep: Callable[[float], None] = time.sleep) -> Lookout:
+    """How a runner or reconciler holding ``move`` looks for its VM at the end."""
+    return Lookout(settings.move_settle_s, settings.poll_interval_s, sleep=sleep,
+                   keep=lambda: _hold(store, move, settings.move_lease_s))
+
+
+def _hold(store: Store, move: Move, lease_s: float = 0.0) -> bool:
+    """Whether ``move`` is still held with its token (renewing its lease if asked)."""
+    if store.advance_move(move.id, move.token, lease_s=lease_s) is None:
+        if lease_s:
+            raise MoveFailed("the move was taken from this runner while verifying")
         return False
     return True
 
 
 def commit(store: Store, move: Move, host: str, vm_state: str = "running") -> Outcome:
-    """Record that the VM now lives on ``host`` and finish the move as succeeded."""
+    """Record that the VM now lives on ``host`` and finish the move as succeeded.
+
+    Only the holder of the move's token writes, and the VM before the move: a runner
+    that lost the move changes nothing, and one that dies in between leaves a move the
+    reconciler settles again."""
+    if not _hold(store, move):
+        return _lost(store, move)
     store.update_vm(move.vm, host=host, state=vm_state)
     done = store.advance_move(move.id, move.token, MoveState.SUCCEEDED.value, error="")
     record_finished(store, done or move, MoveState.SUCCEEDED.value)
@@ -285,14 +298,24 @@ def settle_failed(store: Store, move: Move, reason: str, vm_state: str | None = 
 def settle_on_source(store: Store, move: Move, state: str, reason: str,
                      vm_state: str | None = None) -> Outcome:
     """End a move whose VM stayed on its source, releasing its claims. The VM's recorded
-    state is kept (a move never changes it) unless ``vm_state`` says what was found."""
+    state is kept (a move never changes it) unless ``vm_state`` says what was found.
+    Like ``commit``, only the holder of the move writes."""
+    if not _hold(store, move):
+        return _lost(store, move)
+    found = {} if vm_state is None else {"state": vm_state}
+    store.update_vm(move.vm, host=move.source, **found)
     done = store.advance_move(move.id, move.token, state, error=reason)
     record_finished(store, done or move, state)
     store.release(move.destination, move.id)
     store.release_vm(move.vm, move.id)
-    found = {} if vm_state is None else {"state": vm_state}
-    store.update_vm(move.vm, host=move.source, **found)
     return Outcome(move.id, state, reason)
+
+
+def _lost(store: Store, move: Move) -> Outcome:
+    """The move is no longer ours (taken over or finished): leave everything as it is."""
+    current = store.find_move(move.id)
+    return Outcome(move.id, current.state if current else "missing",
+                   "not settled here: the move is held by another runner or finished")
 
 
 def record_finished(store: Store, move: Move, state: str) -> None:

@@ -178,3 +178,68 @@ def test_strays_are_undefined_but_a_running_copy_only_alerts(fleet3: Store) -> N
     alerts = [e for _, e in fleet3.journal.audit() if e["kind"] == "alert"]
     assert alerts and alerts[-1]["alert"] == "two_copies"
     assert sweep_strays(fleet3, sim(fleet3, "h1")) == []  # the VM's own host is untouched
+
+
+def test_reconciler_waits_out_the_moment_between_switch_over_and_source_cleanup(
+        fleet3: Store) -> None:
+    """Seen on real libvirt under load: the orphaned job has ended and the destination
+    runs the guest, but the source still shows its paused copy. That is not a VM that
+    needs an operator: look again until the source lets go, then commit."""
+    from fleet.core.hypervisor import DomainInfo
+
+    move = submit(fleet3, to="h2")
+    assert fleet3.claim_move(move.id, "h1/dead", lease_s=0.001) is not None
+    time.sleep(0.01)
+    src = sim(fleet3, "h1")
+    src.migrate("vm1", MigrationTarget("h2"), MigrationParams())
+    src._put("h1", DomainInfo("vm1", "u-1", DomainState.PAUSED, 2, 2048), 0.0)
+    looks: list[float] = []
+
+    def sleep(s: float) -> None:
+        looks.append(s)
+        if len(looks) == 3:
+            src.destroy("vm1")  # libvirt's confirm phase ends: the source copy goes
+
+    rec = Reconciler(fleet3, {"h1": src}, lambda h: sim(fleet3, h.name), FAST, "h1/new",
+                     sleep=sleep)
+    (outcome,) = rec.sweep()
+    assert outcome.state == "succeeded", outcome.detail
+    assert len(looks) == 3
+    assert fleet3.get_vm("vm1").host == "h2"
+    assert fleet3.get_vm("vm1").state == "running"
+
+
+def test_reconciler_asks_for_an_operator_only_after_the_settle_time(fleet3: Store) -> None:
+    from fleet.core.hypervisor import DomainInfo
+
+    move = submit(fleet3, to="h2")
+    assert fleet3.claim_move(move.id, "h1/dead", lease_s=0.001) is not None
+    time.sleep(0.01)
+    src = sim(fleet3, "h1")
+    src._put("h1", DomainInfo("vm1", "u-1", DomainState.PAUSED, 2, 2048), 0.0)
+    settings = Settings(poll_interval_s=0.01, move_lease_s=5, move_settle_s=0.2)
+    started = time.monotonic()
+    rec = Reconciler(fleet3, {"h1": src}, lambda h: sim(fleet3, h.name), settings, "h1/new")
+    (outcome,) = rec.sweep()
+    assert time.monotonic() - started >= 0.2
+    assert outcome.state == "failed" and "needs an operator" in outcome.detail
+    assert "source: paused, destination: absent" in outcome.detail
+
+
+def test_a_runner_that_lost_its_move_writes_nothing(fleet3: Store) -> None:
+    from workers.runner import commit, settle_failed
+
+    move = submit(fleet3, to="h2")
+    mine = fleet3.claim_move(move.id, "h1/slow", lease_s=0.001)
+    assert mine is not None
+    time.sleep(0.01)
+    theirs = fleet3.take_over(move.id, "h1/reconciler", lease_s=30)
+    assert theirs is not None
+    lost = commit(fleet3, mine, "h2")
+    assert lost.state != "succeeded" and "not settled here" in lost.detail
+    assert settle_failed(fleet3, mine, "late", vm_state="down").state != "failed"
+    vm = fleet3.get_vm("vm1")
+    assert (vm.host, vm.state) == ("h1", "running")
+    assert fleet3.get_move(move.id).state == theirs.state  # still the reconciler's
+    assert commit(fleet3, theirs, "h2").state == "succeeded"
+    assert fleet3.get_vm("vm1").host == "h2"
