@@ -86,6 +86,8 @@ class Reconciler:
         state, how = ("stopped", "is still stopped") if stopped else ("running", "still runs")
         seen = lookout(self.store, move, self.settings, self.sleep).sight(
             source, dest, move.vm, stopped)
+        self.store.emit(move.job_id, "move.sighted", move=move.id, vm=move.vm,
+                        where=seen.where.value, seen=seen.describe(), looks=seen.looks)
         if seen.where is Where.MOVED:
             log.info("reconciled %s: %s on %s", move.vm, state, move.destination)
             return commit(self.store, move, move.destination, state)

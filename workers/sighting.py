@@ -35,6 +35,7 @@ class Sighting:
     where: Where
     here: DomainInfo | None
     there: DomainInfo | None
+    looks: int = 1
 
     def describe(self) -> str:
         here = self.here.state if self.here else "absent"
@@ -56,10 +57,12 @@ class Lookout:
               stopped: bool) -> Sighting:
         """Look until the verdict is not unsettled or ``settle_s`` has passed."""
         deadline = self.clock() + self.settle_s
+        looks = 0
         while True:
             here = find(source, name)
             there = find(dest, name) if dest is not None else None
-            seen = Sighting(judge(_state(here), _state(there), stopped), here, there)
+            looks += 1
+            seen = Sighting(judge(_state(here), _state(there), stopped), here, there, looks)
             if seen.where is not Where.UNSETTLED or self.clock() >= deadline:
                 return seen
             self.keep()

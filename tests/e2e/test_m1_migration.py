@@ -145,7 +145,9 @@ def test_source_agent_killed_mid_migration_is_reconciled(fleet_lab: LabConfig) -
     assert kinds.count("move.claimed") == 1  # never a second migration
     assert "move.taken_over" in kinds
     move = store.job_moves(store.get_job(job_id))[0]
-    assert running_on(fleet_lab, "mig-ak") == [store.get_vm("mig-ak").host]
+    seen = [e for _, e in store.events(job_id)
+            if e["kind"] in ("move.sighted", f"move.{move.state}")]
+    assert running_on(fleet_lab, "mig-ak") == [store.get_vm("mig-ak").host], (move.error, seen)
     if move.state == "succeeded":
         assert store.get_vm("mig-ak").host == "h2"
     else:
