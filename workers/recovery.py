@@ -11,9 +11,10 @@ import os
 import re
 from dataclasses import dataclass
 
-from fleet.core.hypervisor import DomainGone, DomainSpec, DomainState, Hypervisor, HypervisorError
+from fleet.core.hypervisor import DomainSpec, DomainState, Hypervisor, HypervisorError
 from fleet.core.models import VM, VMState
 from fleet.store import Store
+from workers.sighting import find
 
 _DISK = re.compile(r"<source\s+file=['\"]([^'\"]+)['\"]")
 
@@ -46,10 +47,8 @@ def _claim(store: Store, name: str, source: str, target: str) -> VM | None:
 
 
 def _running_here(hv: Hypervisor, name: str) -> bool:
-    try:
-        return hv.lookup(name).state is DomainState.RUNNING
-    except DomainGone:
-        return False
+    found = find(hv, name)
+    return found is not None and found.state is DomainState.RUNNING
 
 
 def restart(store: Store, hv: Hypervisor, name: str, source: str) -> RestartResult:
