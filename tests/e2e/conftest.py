@@ -69,6 +69,35 @@ def timings() -> dict[str, float]:
     return TIMINGS
 
 
+LOG_TAIL_LINES = 40
+
+
+def _log_tails(cfg: LabConfig) -> str:
+    """The last lines of every lab process's log: what CI shows of a failed e2e test,
+    since the lab (and its logs) is gone once the session ends."""
+    parts = []
+    for log in sorted(cfg.log_dir.glob("*.log")):
+        try:
+            lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        except OSError as exc:
+            lines = [f"(unreadable: {exc})"]
+        if not lines:
+            continue
+        parts.append(f"--- {log.name} (last {len(lines)} lines)\n" + "\n".join(lines))
+    return "\n".join(parts) or f"(no logs in {cfg.log_dir})"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None],
+                              ) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    cfg = getattr(item, "funcargs", {}).get("fleet_lab") or getattr(item, "funcargs", {}).get(
+        "lab_cfg")
+    if report.failed and call.when == "call" and isinstance(cfg, LabConfig):
+        report.sections.append(("lab logs", _log_tails(cfg)))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if TIMINGS:
         terminalreporter.section("lab timings")
