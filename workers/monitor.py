@@ -4,6 +4,8 @@ Every monitor tracks heartbeats on its own clock; only the holder of the Redis l
 decides. Each round: take the queued events, call the pure ``decide``, save the new
 state *before* acting, then act — send fence and restart tasks, mark VMs down, record
 host health and alerts, and keep one failover job per fenced host with per-VM outcomes.
+A VM that a live host already reports running is adopted there instead of restarted,
+and moves that died with their source host are settled (``workers.adoption``).
 """
 
 from __future__ import annotations
@@ -32,17 +34,19 @@ from fleet.core.failover_model import (
     RecoverResult,
     Transition,
 )
-from fleet.core.health import PRE_FENCE, FailoverConfig, Health
+from fleet.core.health import CONFIRMED_OFF, PRE_FENCE, FailoverConfig, Health
 from fleet.core.models import VM, Host, HostState, Job, JobKind, JobState, VMState
 from fleet.core.vmguard import GuardConfig, GuardView, RecordState, StartInPlace, Watch, guard
 from fleet.settings import Settings
 from fleet.store import Store
+from workers.adoption import adopt, running_elsewhere, settle_orphans
 from workers.witness import Witness
 
 log = logging.getLogger(__name__)
 Send = Callable[[str, dict[str, Any]], None]
 
 
+CONFIRMED_OFF_STATES = frozenset(h.value for h in CONFIRMED_OFF)
 PROBED = frozenset(h.value for h in PRE_FENCE | {Health.FENCING})
 """Host states in which the host may still run: a late heartbeat may be a dead agent."""
 
@@ -82,6 +86,7 @@ class Monitor:
     seen: dict[str, float] = field(default_factory=dict)
     first_seen: dict[str, float] = field(default_factory=dict)
     reports: dict[str, dict[str, str]] = field(default_factory=dict)
+    fresh: dict[str, dict[str, str]] = field(default_factory=dict)
     epoch: int = 0
 
     def __post_init__(self) -> None:
@@ -123,11 +128,14 @@ class Monitor:
         decision = decide(obs, FailoverState.from_dict(self.store.failover.load_state()),
                           cfg, now)
         self.store.failover.save_state(decision.state.to_dict())
+        self.fresh = {h: r for h, r in self.reports.items()
+                      if now - self.last_beat.get(h, 0.0) < cfg.suspect_after_s}
         for transition in decision.transitions:
             self._record(transition)
         for action in decision.actions:
             self._act(action)
         self._note_unplaced(decision)
+        self._settle_orphans()
         self._guard_vms(now, hosts, obs.vms)
         return decision
 
@@ -172,6 +180,8 @@ class Monitor:
             self.send("fleet.host.fence", {"host": action.host, "attempt": action.attempt,
                                            "timeout_s": action.timeout_s})
         elif isinstance(action, Recover):
+            if self._adopted(action):
+                return
             job = self.store.failover.job(action.source) or ""
             self._outcome(action.source, action.vm, f"restarting on {action.target}")
             self.send("fleet.vm.restart", {"vm": action.vm, "source": action.source,
@@ -184,6 +194,31 @@ class Monitor:
             self.store.emit("", "alert", alert=action.kind, subject=action.subject,
                             message=action.message)
             self.store.journal.count("alerts", kind=action.kind)
+
+    def _adopted(self, action: Recover) -> bool:
+        """Instead of a restart: the VM already runs on a live host (its migration had
+        switched over when the source died), so the record follows it there."""
+        host = running_elsewhere(self.fresh, action.vm, action.source)
+        if host is None or not adopt(self.store, action.vm, action.source, host):
+            return False
+        detail = f"running on {host} (found there, not restarted)"
+        self.store.emit(self.store.failover.job(action.source) or "", "vm.adopted",
+                        vm=action.vm, source=action.source, host=host)
+        self._outcome(action.source, action.vm, detail)
+        self.store.failover.push({"type": "recover", "vm": action.vm, "target": host,
+                                  "ok": True, "detail": detail})
+        return True
+
+    def _settle_orphans(self) -> None:
+        """End the moves that died with their confirmed-off source host."""
+        dead = [h.name for h in self.store.list_hosts() if h.state in CONFIRMED_OFF_STATES]
+        if not dead:
+            return
+        for outcome in settle_orphans(self.store, dead, self.fresh, f"monitor:{self.me}",
+                                      self.settings.move_lease_s):
+            move = self.store.get_move(outcome.move_id)
+            log.warning("settled orphaned move %s of %s: %s", move.id, move.vm, outcome.detail)
+            self.send("fleet.job.advance", {"job_id": move.job_id})
 
     def _mark_down(self, action: MarkDown) -> None:
         if self._set_vm_state(action.vm, action.host, VMState.DOWN.value):

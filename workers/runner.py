@@ -263,13 +263,12 @@ def lookout(store: Store, move: Move, settings: Settings,
                    keep=lambda: _hold(store, move, settings.move_lease_s))
 
 
-def _hold(store: Store, move: Move, lease_s: float = 0.0) -> bool:
-    """Whether ``move`` is still held with its token (renewing its lease if asked)."""
-    if store.advance_move(move.id, move.token, lease_s=lease_s) is None:
-        if lease_s:
-            raise MoveFailed("the move was taken from this runner while verifying")
-        return False
-    return True
+def _hold(store: Store, move: Move, lease_s: float = 0.0) -> Move | None:
+    """``move`` as it is now if still held with its token (renewing its lease if asked)."""
+    held = store.advance_move(move.id, move.token, lease_s=lease_s)
+    if held is None and lease_s:
+        raise MoveFailed("the move was taken from this runner while verifying")
+    return held
 
 
 def commit(store: Store, move: Move, host: str, vm_state: str = "running") -> Outcome:
@@ -278,11 +277,16 @@ def commit(store: Store, move: Move, host: str, vm_state: str = "running") -> Ou
     Only the holder of the move's token writes, and the VM before the move: a runner
     that lost the move changes nothing, and one that dies in between leaves a move the
     reconciler settles again."""
-    if not _hold(store, move):
+    held = _hold(store, move)
+    if held is None:
         return _lost(store, move)
+    if held.state == MoveState.CLAIMED.value:  # found moved before its runner said so
+        store.advance_move(move.id, move.token, MoveState.MIGRATING.value)
     store.update_vm(move.vm, host=host, state=vm_state)
     done = store.advance_move(move.id, move.token, MoveState.SUCCEEDED.value, error="")
-    record_finished(store, done or move, MoveState.SUCCEEDED.value)
+    if done is None:
+        return _lost(store, move)
+    record_finished(store, done, MoveState.SUCCEEDED.value)
     store.release(move.destination, move.id)
     store.release_vm(move.vm, move.id)
     where = "runs on" if vm_state == "running" else f"is {vm_state} on"
@@ -300,12 +304,20 @@ def settle_on_source(store: Store, move: Move, state: str, reason: str,
     """End a move whose VM stayed on its source, releasing its claims. The VM's recorded
     state is kept (a move never changes it) unless ``vm_state`` says what was found.
     Like ``commit``, only the holder of the move writes."""
-    if not _hold(store, move):
+    if _hold(store, move) is None:
         return _lost(store, move)
     found = {} if vm_state is None else {"state": vm_state}
     store.update_vm(move.vm, host=move.source, **found)
+    return end_move(store, move, state, reason)
+
+
+def end_move(store: Store, move: Move, state: str, reason: str) -> Outcome:
+    """Finish a held move as ``state`` and release its claims; the VM record is left
+    alone (``settle_on_source`` and failover write it)."""
     done = store.advance_move(move.id, move.token, state, error=reason)
-    record_finished(store, done or move, state)
+    if done is None:
+        return _lost(store, move)
+    record_finished(store, done, state)
     store.release(move.destination, move.id)
     store.release_vm(move.vm, move.id)
     return Outcome(move.id, state, reason)

@@ -252,3 +252,45 @@ def test_an_operator_stops_and_starts_an_ha_vm(failover: Cluster) -> None:
         assert bad.returncode == 2, (args, bad.stderr)
         assert len(bad.stderr.strip().splitlines()) == 1
     assert c.store.get_vm("power-ha").state == "running"
+
+
+def test_a_vm_that_switched_over_before_its_source_died_is_adopted_not_restarted(
+        failover: Cluster) -> None:
+    """w2 dies after its migration of ha-mv to h5 switched over but before anything was
+    committed: fleet records ha-mv on w2, its runner died with w2. Failover must not
+    start a second copy: it finds ha-mv running on h5 (h5's heartbeat says so), records
+    it there, and settles the orphaned move as succeeded."""
+    from fleet.core.hypervisor import MigrationParams, MigrationTarget
+    from fleet.core.models import JobKind, Move
+    from workers.jobs import JobService
+
+    c = failover
+    c.store.put_host(Host("w2", vcpus=16, memory_mib=65536))
+    c.start_agent("w2", "w2")
+    wait_for(lambda: c.store.heartbeat("w2") is not None, 30, "w2's agent")
+    c.add_vm("ha-mv", "w2", memory_mib=256)
+    c.store.update_vm("ha-mv", ha=True)
+    job = c.store.create_move_job(JobKind.MIGRATE, "test",
+                                  [Move("", "", "ha-mv", "w2", target="h5")])
+    sent: list[Move] = []
+    JobService(c.store, sent.append).start(job.id)  # placed, never sent to an agent
+    claimed = c.store.claim_move(sent[0].id, "w2/runner", lease_s=3)
+    assert claimed is not None
+    assert c.store.advance_move(claimed.id, claimed.token, "migrating", lease_s=3)
+    c.sim("w2").migrate("ha-mv", MigrationTarget("h5"), MigrationParams())
+    assert c.where("ha-mv") == ["h5"]
+    c.sim("w2").power_off()
+    wait_for(lambda: c.store.get_move(claimed.id).terminal, 60, "the orphaned move to end")
+    vm = c.store.get_vm("ha-mv")
+    assert (vm.host, vm.state) == ("h5", "running")
+    assert c.store.get_move(claimed.id).state == "succeeded"
+    audit = [e for _, e in c.store.journal.audit()]
+    fenced = [e["at"] for e in audit if e["kind"] == "host.fenced" and e.get("host") == "w2"]
+    adopted = [e for e in audit if e["kind"] == "vm.adopted" and e["vm"] == "ha-mv"]
+    assert fenced and adopted and adopted[0]["host"] == "h5"
+    assert not [e for e in audit if e["kind"] == "vm.outcome" and e["vm"] == "ha-mv"
+                and str(e["outcome"]).startswith("restarting")]
+    time.sleep(2)  # a stray restart would show by now
+    assert c.where("ha-mv") == ["h5"]
+    wait_for(lambda: c.store.get_job(job.id).terminal, 30, "the migrate job to end")
+    assert c.store.get_job(job.id).state == "succeeded"
