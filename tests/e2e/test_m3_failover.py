@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -85,6 +86,45 @@ def test_isolated_host_is_fenced_before_any_copy_starts(fleet_lab: LabConfig) ->
     assert fenced and restarted and max(fenced) < min(restarted)
     assert fleet("lab", "heal", "h3").returncode == 0
     _bring_back(fleet_lab, "h3")
+
+
+def test_a_vm_already_running_elsewhere_is_adopted_not_restarted(fleet_lab: LabConfig,
+                                                                 ) -> None:
+    """As if h3 lost power just after its migration of ha-adopt to h1 switched over: the
+    guest is migrated by virsh (fleet is not told) while fleet's move sits claimed by a
+    runner, then h3 is killed. Failover must not start a second copy: h1's heartbeat
+    reports ha-adopt running, so the record follows it there and the move succeeds."""
+    from fleet.core.models import JobKind, Move
+    from workers.jobs import JobService
+
+    create_lab_vm(fleet_lab, "ha-adopt", "h3", ha=True)
+    store = lab_store(fleet_lab)
+    job = store.create_move_job(JobKind.MIGRATE, "test", [Move("", "", "ha-adopt", "h3",
+                                                               target="h1")])
+    sent: list[Move] = []
+    JobService(store, sent.append).start(job.id)  # placed, never sent to an agent
+    claimed = store.claim_move(sent[0].id, "h3/runner", lease_s=4)
+    assert claimed is not None
+    assert store.advance_move(claimed.id, claimed.token, "migrating", lease_s=4)
+    moved = subprocess.run(["virsh", "-c", fleet_lab.uri("h3"), "migrate", "--live", "--p2p",
+                            "--persistent", "--undefinesource", "ha-adopt", fleet_lab.uri("h1")],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert moved.returncode == 0, moved.stderr
+    assert running_on(fleet_lab, "ha-adopt") == ["h1"]
+    assert fleet("lab", "kill", "h3").returncode == 0
+    wait_until(lambda: store.get_move(claimed.id).terminal, 90.0, "the orphaned move to end")
+    vm = store.get_vm("ha-adopt")
+    assert (vm.host, vm.state) == ("h1", "running")
+    assert store.get_move(claimed.id).state == "succeeded"
+    audit = [e for _, e in store.journal.audit()]
+    assert [e["host"] for e in audit if e["kind"] == "vm.adopted" and e["vm"] == "ha-adopt"] \
+        == ["h1"]
+    assert not [e for e in audit if e["kind"] == "vm.outcome" and e["vm"] == "ha-adopt"
+                and str(e["outcome"]).startswith("restarting")]
+    assert running_on(fleet_lab, "ha-adopt", skip="h3") == ["h1"]
+    _bring_back(fleet_lab, "h3")
+    assert running_on(fleet_lab, "ha-adopt") == ["h1"]
+    assert domstate(fleet_lab, "h3", "ha-adopt") == "absent"
 
 
 def test_failed_fence_restarts_nothing_until_confirm_down(fleet_lab: LabConfig) -> None:
