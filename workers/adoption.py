@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from fleet.core.models import VM, MoveState, VMState
+from fleet.core.models import MoveState
 from fleet.store import Store
+from workers.recovery import move_record
 from workers.runner import Outcome, commit, end_move
 
 _UNDER_WAY = frozenset({MoveState.MIGRATING.value, MoveState.VERIFYING.value})
@@ -36,13 +37,7 @@ def running_elsewhere(reports: Reports, vm: str, source: str) -> str | None:
 
 def adopt(store: Store, name: str, source: str, host: str) -> bool:
     """Record ``name`` running on ``host`` if it is still recorded on ``source``."""
-    def mutate(vm: VM) -> VM | None:
-        if vm.host != source:
-            return None
-        vm.host, vm.state = host, VMState.RUNNING.value
-        return vm
-
-    return store.cas_vm(name, mutate) is not None
+    return move_record(store, name, source, host) is not None
 
 
 def settle_orphans(store: Store, dead: Iterable[str], reports: Reports, runner: str,

@@ -36,7 +36,9 @@ class RestartResult:
                 "detail": self.detail}
 
 
-def _claim(store: Store, name: str, source: str, target: str) -> VM | None:
+def move_record(store: Store, name: str, source: str, target: str) -> VM | None:
+    """Record ``name`` running on ``target`` if it is still recorded on ``source`` (CAS):
+    the one step that decides who may run a VM of a dead host."""
     def mutate(vm: VM) -> VM | None:
         if vm.host != source:
             return None
@@ -54,7 +56,7 @@ def _running_here(hv: Hypervisor, name: str) -> bool:
 def restart(store: Store, hv: Hypervisor, name: str, source: str) -> RestartResult:
     """Start ``name`` (last seen on the fenced ``source``) on ``hv``'s host."""
     target = hv.host
-    vm = _claim(store, name, source, target)
+    vm = move_record(store, name, source, target)
     if vm is None:
         current = store.get_vm(name)
         if current.host == target and _running_here(hv, name):
