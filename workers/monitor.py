@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 Send = Callable[[str, dict[str, Any]], None]
 
 
-CONFIRMED_OFF_STATES = frozenset(h.value for h in CONFIRMED_OFF)
 PROBED = frozenset(h.value for h in PRE_FENCE | {Health.FENCING})
 """Host states in which the host may still run: a late heartbeat may be a dead agent."""
 
@@ -86,7 +85,6 @@ class Monitor:
     seen: dict[str, float] = field(default_factory=dict)
     first_seen: dict[str, float] = field(default_factory=dict)
     reports: dict[str, dict[str, str]] = field(default_factory=dict)
-    fresh: dict[str, dict[str, str]] = field(default_factory=dict)
     epoch: int = 0
 
     def __post_init__(self) -> None:
@@ -128,14 +126,12 @@ class Monitor:
         decision = decide(obs, FailoverState.from_dict(self.store.failover.load_state()),
                           cfg, now)
         self.store.failover.save_state(decision.state.to_dict())
-        self.fresh = {h: r for h, r in self.reports.items()
-                      if now - self.last_beat.get(h, 0.0) < cfg.suspect_after_s}
         for transition in decision.transitions:
             self._record(transition)
         for action in decision.actions:
             self._act(action)
         self._note_unplaced(decision)
-        self._settle_orphans()
+        self._settle_orphans(decision.state)
         self._guard_vms(now, hosts, obs.vms)
         return decision
 
@@ -195,10 +191,16 @@ class Monitor:
                             message=action.message)
             self.store.journal.count("alerts", kind=action.kind)
 
+    def _fresh_reports(self) -> dict[str, dict[str, str]]:
+        """Domain reports of hosts whose heartbeat is not yet suspect-old."""
+        now = self.clock()
+        return {h: r for h, r in self.reports.items()
+                if now - self.last_beat.get(h, 0.0) < self.config.suspect_after_s}
+
     def _adopted(self, action: Recover) -> bool:
         """Instead of a restart: the VM already runs on a live host (its migration had
         switched over when the source died), so the record follows it there."""
-        host = running_elsewhere(self.fresh, action.vm, action.source)
+        host = running_elsewhere(self._fresh_reports(), action.vm, action.source)
         if host is None or not adopt(self.store, action.vm, action.source, host):
             return False
         detail = f"running on {host} (found there, not restarted)"
@@ -209,12 +211,12 @@ class Monitor:
                                   "ok": True, "detail": detail})
         return True
 
-    def _settle_orphans(self) -> None:
+    def _settle_orphans(self, state: FailoverState) -> None:
         """End the moves that died with their confirmed-off source host."""
-        dead = [h.name for h in self.store.list_hosts() if h.state in CONFIRMED_OFF_STATES]
+        dead = [h for h, health in state.hosts.items() if health.state in CONFIRMED_OFF]
         if not dead:
             return
-        for outcome in settle_orphans(self.store, dead, self.fresh, f"monitor:{self.me}",
+        for outcome in settle_orphans(self.store, dead, self._fresh_reports(), f"monitor:{self.me}",
                                       self.settings.move_lease_s):
             move = self.store.get_move(outcome.move_id)
             log.warning("settled orphaned move %s of %s: %s", move.id, move.vm, outcome.detail)

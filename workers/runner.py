@@ -260,15 +260,17 @@ def lookout(store: Store, move: Move, settings: Settings,
             sleep: Callable[[float], None] = time.sleep) -> Lookout:
     """How a runner or reconciler holding ``move`` looks for its VM at the end."""
     return Lookout(settings.move_settle_s, settings.poll_interval_s, sleep=sleep,
-                   keep=lambda: _hold(store, move, settings.move_lease_s))
+                   keep=lambda: _renew(store, move, settings.move_lease_s))
 
 
-def _hold(store: Store, move: Move, lease_s: float = 0.0) -> Move | None:
-    """``move`` as it is now if still held with its token (renewing its lease if asked)."""
-    held = store.advance_move(move.id, move.token, lease_s=lease_s)
-    if held is None and lease_s:
+def _renew(store: Store, move: Move, lease_s: float) -> None:
+    if store.advance_move(move.id, move.token, lease_s=lease_s) is None:
         raise MoveFailed("the move was taken from this runner while verifying")
-    return held
+
+
+def _hold(store: Store, move: Move) -> Move | None:
+    """``move`` as it is now if still held with its token."""
+    return store.advance_move(move.id, move.token)
 
 
 def commit(store: Store, move: Move, host: str, vm_state: str = "running") -> Outcome:

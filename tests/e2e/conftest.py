@@ -92,8 +92,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None],
                               ) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    cfg = getattr(item, "funcargs", {}).get("fleet_lab") or getattr(item, "funcargs", {}).get(
-        "lab_cfg")
+    args = getattr(item, "funcargs", {})
+    cfg = args.get("fleet_lab") or args.get("lab_cfg")
     if report.failed and call.when == "call" and isinstance(cfg, LabConfig):
         report.sections.append(("lab logs", _log_tails(cfg)))
 
