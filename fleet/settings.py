@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(6 * 3600, ge=600)
     move_lease_s: float = Field(15.0, gt=0)
     move_settle_s: float = Field(20.0, ge=0)
+    move_unreachable_s: float = Field(120.0, ge=0)
+    """How long a move's end is awaited while one of its hosts cannot be asked."""
+    pending_job_after_s: float = Field(30.0, gt=0)
+    """A job still pending this long after its creation lost its start message."""
     reconcile_interval_s: float = Field(5.0, gt=0)
     redeliver_after_s: float = Field(120.0, gt=0)
     poll_interval_s: float = Field(0.5, gt=0, le=1.0)
@@ -68,6 +72,7 @@ class Settings(BaseSettings):
     fence: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sim_speed: float = Field(1.0, gt=0)
     sim_bandwidth_mib_s: float = Field(1000.0, gt=0)
+    sim_switch_gap_s: float = Field(0.2, ge=0, le=10)
     flower_port: int = Field(5555, gt=0, lt=65536)
     flower_user: str = "fleet"
     flower_password: str = "fleet"

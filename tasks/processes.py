@@ -86,7 +86,8 @@ def run_controller(settings: Settings) -> None:
     configure(settings)
     jobs = service()
     Ticker("job-sweeper", settings.reconcile_interval_s,
-           lambda: jobs.sweep(settings.redeliver_after_s)).start()
+           lambda: jobs.sweep(settings.redeliver_after_s,
+                              settings.pending_job_after_s)).start()
     _worker([CONTROL_QUEUE], "controller", concurrency=4)
 
 

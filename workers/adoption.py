@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from fleet.core.models import MoveState
+from fleet.core.hypervisor import DomainState
+from fleet.core.lease import Term
+from fleet.core.models import Move, MoveState
+from fleet.core.settlement import Seen, Sighting, Verdict, settle
 from fleet.store import Store
+from workers.outcomes import Outcome, commit, end_move
 from workers.recovery import move_record
-from workers.runner import Outcome, commit, end_move
 
 _UNDER_WAY = frozenset({MoveState.MIGRATING.value, MoveState.VERIFYING.value})
 """Move states in which the guest may already have switched over to the destination."""
@@ -35,28 +38,54 @@ def running_elsewhere(reports: Reports, vm: str, source: str) -> str | None:
                  if host != source and domains.get(vm) == "running"), None)
 
 
-def adopt(store: Store, name: str, source: str, host: str) -> bool:
-    """Record ``name`` running on ``host`` if it is still recorded on ``source``."""
-    return move_record(store, name, source, host) is not None
+def adopt(store: Store, name: str, source: str, host: str, term: Term | None = None) -> bool:
+    """Record ``name`` running on ``host`` if it is still recorded on ``source`` (under
+    the monitor's ``term`` if given, see ``move_record``)."""
+    return move_record(store, name, source, host, term) is not None
 
 
 def settle_orphans(store: Store, dead: Iterable[str], reports: Reports, runner: str,
                    lease_s: float) -> list[Outcome]:
-    """End every active move whose source is in ``dead`` (confirmed off) and whose
-    runner's lease lapsed; returns what was settled."""
+    """End every move whose source is in ``dead`` (confirmed off): pending ones fail at
+    once (a runner that claims one later finds it ended), active ones whose runner's
+    lease lapsed are settled by what the destination reports; returns what ended."""
     dead = frozenset(dead)
-    settled = []
+    settled = fail_pending(store, dead)
     for move in store.active_moves():
         if move.source not in dead:
             continue
         taken = store.take_over(move.id, runner, lease_s)
-        if taken is None:
-            continue
-        there = reports.get(move.destination, {}).get(move.vm)
-        if taken.state in _UNDER_WAY and move.destination and there == "running":
-            settled.append(commit(store, taken, move.destination))
-        else:
-            why = (f"source host {move.source} went down during the move; {move.vm} is"
-                   f" {there or 'not reported'} on {move.destination or 'no destination'}")
-            settled.append(end_move(store, taken, MoveState.FAILED.value, why))
+        if taken is not None:
+            settled.append(_settle_orphan(store, taken, reports))
     return settled
+
+
+def _settle_orphan(store: Store, move: Move, reports: Reports) -> Outcome:
+    """Settle a move whose source is off by what its destination reports."""
+    there = reports.get(move.destination, {}).get(move.vm) if move.destination else None
+    seen = Sighting(Seen.OFF, DomainState(there) if there else Seen.ABSENT, final=True)
+    verdict = settle(move.source, move.destination, seen)
+    if verdict.verdict is Verdict.MOVED and move.state in _UNDER_WAY:
+        return commit(store, move, verdict.host)
+    why = (f"source host {move.source} went down during the move; {move.vm} is"
+           f" {there or 'not reported'} on {move.destination or 'no destination'}")
+    return end_move(store, move, MoveState.FAILED.value, why)
+
+
+def fail_pending(store: Store, dead: frozenset[str]) -> list[Outcome]:
+    """Fail the pending (dispatched or waiting) moves of the confirmed-off hosts ``dead``:
+    their message may still reach the host's agent once it is back, long after failover
+    decided where its VMs run."""
+    ended = []
+    for job in store.list_jobs(limit=1000):
+        if job.terminal:
+            continue
+        for move in store.job_moves(job):
+            if move.source not in dead or move.state != MoveState.PENDING.value:
+                continue
+            why = f"source host {move.source} was fenced before the move began"
+            if store.set_move(move.id, MoveState.FAILED.value, error=why) is not None:
+                store.release(move.destination, move.id)
+                store.release_vm(move.vm, move.id)
+                ended.append(Outcome(move.id, MoveState.FAILED.value, why))
+    return ended

@@ -14,7 +14,7 @@ import time
 from fleet.core.errors import InvalidInput
 from fleet.core.evacuation import EvacuationPlan, plan_evacuation
 from fleet.core.fleetstate import FleetState
-from fleet.core.models import VM, HostState, Job, JobKind, Move, MoveState
+from fleet.core.models import VM, HostState, Job, JobKind, Move, MoveState, VMState
 from fleet.core.planmodel import PlacementConfig
 from fleet.settings import Settings
 from fleet.store import Store
@@ -63,10 +63,7 @@ def fill_drain(store: Store, job: Job, plan: EvacuationPlan, plan_ms: float) -> 
     moves = [Move("", "", m.vm, job.target, planned=m.destination) for m in plan.moves]
     moves += [Move("", "", vm, job.target, state=MoveState.FAILED.value,
                    error=f"fits nowhere: {why}") for vm, why in reasons.items()]
-    added = store.add_moves(job.id, moves)
-    for move in added:
-        if move.vm in reasons:
-            store.release_vm(move.vm, move.id)
+    store.add_moves(job.id, moves)
 
     def mark(current: Job) -> Job:
         current.summary = {**current.summary, "planned": True,
@@ -120,3 +117,21 @@ class DrainPlanner:
             plan = plan_drain(self.kept.get(), job.target, job.concurrency)
             took_ms = (time.perf_counter() - started) * 1000
         fill_drain(self.store, job, plan, took_ms)
+
+
+def catch_up(store: Store, job: Job, moves: list[Move]) -> list[Move] | None:
+    """What a drain whose moves all ended still has to do before it may end: None while
+    a move of another job is still bringing a VM onto the drained host (wait for it);
+    else moves added for VMs found on the host that this drain has not tried yet (they
+    arrived while it ran), which may be none."""
+    host = job.target
+    if any(m.destination == host for m in store.active_moves()):
+        return None
+    tried = {m.vm for m in moves}
+    found = [vm for vm in store.list_vms() if vm.host == host and vm.name not in tried
+             and vm.state != VMState.DOWN.value and store.lock_owner(vm.name) is None]
+    if not found:
+        return []
+    added = store.add_moves(job.id, [Move("", "", vm.name, host) for vm in found])
+    store.emit(job.id, "job.caught_up", vms=[vm.name for vm in found])
+    return added

@@ -19,7 +19,7 @@ from fleet.core.models import VM, Job, JobKind, JobState, Move, MoveState
 from fleet.core.placement import pick_host
 from fleet.core.planmodel import PlacementConfig
 from fleet.store import Store
-from workers.drain import needs_plan
+from workers.drain import catch_up, needs_plan
 
 log = logging.getLogger(__name__)
 Dispatch = Callable[[Move], None]
@@ -30,6 +30,10 @@ def in_flight(move: Move) -> bool:
     if MoveState(move.state) in ACTIVE_MOVE_STATES:
         return True
     return move.state == MoveState.PENDING.value and bool(move.destination)
+
+
+def in_flight_or_waiting(move: Move) -> bool:
+    return in_flight(move) or waiting(move)
 
 
 def waiting(move: Move) -> bool:
@@ -74,26 +78,36 @@ class JobService:
     def advance(self, job_id: str) -> Job:
         with self.store.lock(f"job:{job_id}", timeout_s=30):
             job = self.store.get_job(job_id)
-            if job.terminal or job.state == JobState.PENDING.value \
-                    or job.kind == JobKind.FAILOVER.value:
+            if job.terminal or job.kind == JobKind.FAILOVER.value:
                 return job  # failover jobs belong to the monitor
-            if needs_plan(job):
+            if job.state == JobState.PENDING.value and not job.cancel_requested:
+                return job
+            if needs_plan(job) and not job.cancel_requested:
                 if self.planner is None:
                     return job  # only a controller with a planner may plan it
                 self.planner(job)
                 job = self.store.get_job(job_id)
-            moves = self.store.job_moves(job)
-            if job.cancel_requested:
-                for move in moves:
-                    if move.state == MoveState.PENDING.value:
-                        self._drop(move, MoveState.CANCELLED.value, "cancelled before it began")
-                return self._maybe_finish(job)
-            budget = job.concurrency - sum(1 for m in moves if in_flight(m))
-            for move in (m for m in moves if waiting(m)):
-                if budget <= 0:
-                    break
-                budget -= self._launch(move)
+            return self._step(job, self.store.job_moves(job))
+
+    def _step(self, job: Job, moves: list[Move]) -> Job:
+        """Drop what a cancel stopped, or launch what the concurrency allows; then end
+        the job if nothing is left to do."""
+        if job.cancel_requested:
+            for move in moves:
+                if move.state == MoveState.PENDING.value:
+                    self._drop(move, MoveState.CANCELLED.value, "cancelled before it began")
             return self._maybe_finish(job)
+        if job.kind == JobKind.DRAIN.value and not any(map(in_flight_or_waiting, moves)):
+            more = catch_up(self.store, job, moves)
+            if more is None:
+                return job  # a VM is still on its way to the drained host
+            moves = [*moves, *more]
+        budget = job.concurrency - sum(1 for m in moves if in_flight(m))
+        for move in (m for m in moves if waiting(m)):
+            if budget <= 0:
+                break
+            budget -= self._launch(move)
+        return self._maybe_finish(job)
 
     def _drop(self, move: Move, state: str, why: str) -> None:
         if self.store.set_move(move.id, state, error=why) is not None:
@@ -162,12 +176,18 @@ class JobService:
                 self.dispatch(placed)
         return again
 
-    def sweep(self, redeliver_after_s: float) -> None:
-        """Advance every running job and re-dispatch moves whose message was lost."""
+    def sweep(self, redeliver_after_s: float, pending_after_s: float = 30.0) -> None:
+        """The safety net: start jobs whose start message was lost, advance every running
+        job, re-dispatch moves whose message was lost, and free orphaned VM locks."""
+        cutoff = self.clock() - pending_after_s
         for job in self.store.list_jobs(limit=1000):
-            if job.state == JobState.RUNNING.value:
+            if job.state == JobState.PENDING.value and job.created_at < cutoff:
+                self.store.emit(job.id, "job.start_recovered")
+                self.start(job.id)
+            elif job.state == JobState.RUNNING.value:
                 self.redeliver(job.id, redeliver_after_s)
                 self.advance(job.id)
+        self.store.sweep_locks()
 
     def _maybe_finish(self, job: Job) -> Job:
         moves = self.store.job_moves(job)

@@ -4,7 +4,7 @@ A peer-to-peer migration may still be running inside the source hypervisor after
 caller died; the reconciler follows it to its end (aborting it past its time budget)
 and never starts a second migration. Then the VM's real location decides the outcome
 (for a VM recorded stopped, where its shut-off definition is), looked at until the
-picture settles (``workers.sighting``).
+picture settles, and ``fleet.core.settlement`` decides (``workers.sighting``).
 """
 
 from __future__ import annotations
@@ -17,18 +17,10 @@ from dataclasses import dataclass
 from fleet.core.hypervisor import Hypervisor
 from fleet.core.models import Move, VMState
 from fleet.core.policy import completion_timeout_s
-from fleet.core.whereabouts import Where
 from fleet.settings import Settings
 from fleet.store import Store
-from workers.runner import (
-    Locate,
-    MoveFailed,
-    Outcome,
-    commit,
-    lookout,
-    policy_config,
-    settle_failed,
-)
+from workers.outcomes import MoveFailed, Outcome, conclude, settler
+from workers.runner import Locate, policy_config
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +75,12 @@ class Reconciler:
         dest_host = self.store.find_host(move.destination) if move.destination else None
         dest = self.locate(dest_host) if dest_host else None
         stopped = self.store.get_vm(move.vm).state == VMState.STOPPED.value
-        state, how = ("stopped", "is still stopped") if stopped else ("running", "still runs")
-        seen = lookout(self.store, move, self.settings, self.sleep).sight(
+        picture = settler(self.store, move, self.settings, self.sleep).settle(
             source, dest, move.vm, stopped)
         self.store.emit(move.job_id, "move.sighted", move=move.id, vm=move.vm,
-                        where=seen.where.value, seen=seen.describe(), looks=seen.looks)
-        if seen.where is Where.MOVED:
-            log.info("reconciled %s: %s on %s", move.vm, state, move.destination)
-            return commit(self.store, move, move.destination, state)
-        if seen.where is Where.STAYED:
-            if dest and seen.there:
-                dest.destroy(move.vm)  # an incoming domain (or definition) left behind
-            reason = (f"runner vanished; the move did not complete; {move.vm} {how}"
-                      f" on {move.source}")
-            return settle_failed(self.store, move, reason, vm_state=state)
-        reason = f"runner vanished; VM {move.vm} needs an operator ({seen.describe()})"
-        return settle_failed(self.store, move, reason, vm_state="down")
+                        by="reconciler", verdict=picture.settlement.verdict.value,
+                        seen=picture.describe(), looks=picture.looks)
+        log.info("reconciled %s: %s", move.vm, picture.settlement.verdict.value)
+        how = "is still stopped" if stopped else "still runs"
+        return conclude(self.store, move, picture, f"runner vanished; the move did not"
+                                                   f" complete; {move.vm} {how} on {move.source}")

@@ -35,18 +35,23 @@ from fleet.core.hypervisor import (
 from fleet.core.models import VM, Host, HostState, Move, MoveState, Progress, VMState
 from fleet.core.policy import Decision, PolicyConfig, Verdict, Watch, decide, eta_s, observe
 from fleet.core.policy import progress_percent as percent_of
-from fleet.core.whereabouts import Where
+from fleet.core.settlement import Verdict as Where
 from fleet.settings import Settings
 from fleet.store import Store
-from workers.sighting import Lookout
+from workers.outcomes import (
+    MoveFailed,
+    Outcome,
+    commit,
+    conclude,
+    settle_failed,
+    settle_on_source,
+    settler,
+)
+from workers.sighting import Picture
 
 ABORT_GRACE_S = 60.0
 Publish = Callable[[Move, Progress], None]
 Locate = Callable[[Host], Hypervisor]
-
-
-class MoveFailed(FleetError):
-    """The move cannot succeed; the VM stays where it is."""
 
 
 class MoveCancelled(FleetError):
@@ -57,13 +62,13 @@ class Replan(FleetError):
     """The destination failed; the controller should pick another one."""
 
 
-@dataclass
-class Outcome:
-    """What became of one run of a move, returned to the task layer."""
+class Settled(FleetError):
+    """A failed hypervisor call left the VM somewhere other than simply on its source:
+    the move ends as the hosts' picture says, not as the error suggests."""
 
-    move_id: str
-    state: str
-    detail: str = ""
+    def __init__(self, picture: Picture) -> None:
+        super().__init__(picture.describe())
+        self.picture = picture
 
 
 def policy_config(settings: Settings, overrides: dict[str, object] | None = None,
@@ -110,6 +115,9 @@ class MigrationRunner:
             return Outcome(move_id, state, "not claimed: already taken or finished")
         try:
             return self._run_claimed(move)
+        except Settled as settled:
+            return conclude(self.store, move, settled.picture,
+                            f"the migration failed; {move.vm} still runs on {move.source}")
         except (Replan, DestinationError) as exc:
             return self._replan(move, str(exc))
         except MoveCancelled as exc:
@@ -130,8 +138,23 @@ class MigrationRunner:
                                 wait=wait_exponential(multiplier=0.5, max=8),
                                 retry=retry_if_exception(_retryable), reraise=True):
             with attempt:
-                self._migrate_once(moving, vm, target)
+                try:
+                    self._migrate_once(moving, vm, target)
+                except (HypervisorError, MoveFailed, MoveCancelled):
+                    self._look_after_failure(moving, vm, dest)
+                    raise
         return self._verify_and_commit(moving, vm, dest)
+
+    def _look_after_failure(self, move: Move, vm: VM, dest: Host) -> None:
+        """An error says nothing reliable about where the VM is: unless both hosts say
+        it simply stayed here, the move is settled by what they say."""
+        picture = settler(self.store, move, self.settings, self.sleep).settle(
+            self.hypervisor, self.locate(dest), vm.name, stopped=False)
+        self.store.emit(move.job_id, "move.sighted", move=move.id, vm=move.vm, by="runner",
+                        verdict=picture.settlement.verdict.value, seen=picture.describe(),
+                        looks=picture.looks)
+        if picture.settlement.verdict is not Where.STAYED:
+            raise Settled(picture)
 
     def _check_cancel(self, move: Move) -> None:
         job = self.store.find_job(move.job_id)
@@ -144,6 +167,9 @@ class MigrationRunner:
         """The VM, its destination, and whether it moves stopped (by its definition)."""
         self._check_cancel(move)
         vm = self.store.get_vm(move.vm)
+        if vm.host != move.source:
+            raise MoveFailed(f"VM {move.vm} is recorded on {vm.host} now, not on"
+                             f" {move.source}; nothing was done")
         dest = self.store.get_host(move.destination)
         try:
             here = self.hypervisor.lookup(move.vm)
@@ -233,13 +259,10 @@ class MigrationRunner:
     def _verify_and_commit(self, move: Move, vm: VM, dest: Host, stopped: bool = False,
                            ) -> Outcome:
         self.store.advance_move(move.id, move.token, MoveState.VERIFYING.value)
-        seen = lookout(self.store, move, self.settings, self.sleep).sight(
+        picture = settler(self.store, move, self.settings, self.sleep).settle(
             self.hypervisor, self.locate(dest), vm.name, stopped)
-        if seen.where is not Where.MOVED:
-            raise MoveFailed(f"VM {vm.name} did not arrive on {dest.name} after migration"
-                             f" ({seen.describe()})")
-        return commit(self.store, move, dest.name,
-                      VMState.STOPPED.value if stopped else VMState.RUNNING.value)
+        return conclude(self.store, move, picture,
+                        f"VM {vm.name} did not arrive on {dest.name} after migration")
 
     def _replan(self, move: Move, reason: str) -> Outcome:
         excluded = sorted({*move.excluded, move.destination})
@@ -256,93 +279,5 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, TransientError) and not isinstance(exc, DestinationError)
 
 
-def lookout(store: Store, move: Move, settings: Settings,
-            sleep: Callable[[float], None] = time.sleep) -> Lookout:
-    """How a runner or reconciler holding ``move`` looks for its VM at the end."""
-    return Lookout(settings.move_settle_s, settings.poll_interval_s, sleep=sleep,
-                   keep=lambda: _renew(store, move, settings.move_lease_s))
-
-
-def _renew(store: Store, move: Move, lease_s: float) -> None:
-    if store.advance_move(move.id, move.token, lease_s=lease_s) is None:
-        raise MoveFailed("the move was taken from this runner while verifying")
-
-
-def _hold(store: Store, move: Move) -> Move | None:
-    """``move`` as it is now if still held with its token."""
-    return store.advance_move(move.id, move.token)
-
-
-def commit(store: Store, move: Move, host: str, vm_state: str = "running") -> Outcome:
-    """Record that the VM now lives on ``host`` and finish the move as succeeded.
-
-    Only the holder of the move's token writes, and the VM before the move: a runner
-    that lost the move changes nothing, and one that dies in between leaves a move the
-    reconciler settles again."""
-    held = _hold(store, move)
-    if held is None:
-        return _lost(store, move)
-    if held.state == MoveState.CLAIMED.value:  # found moved before its runner said so
-        store.advance_move(move.id, move.token, MoveState.MIGRATING.value)
-    store.update_vm(move.vm, host=host, state=vm_state)
-    done = store.advance_move(move.id, move.token, MoveState.SUCCEEDED.value, error="")
-    if done is None:
-        return _lost(store, move)
-    record_finished(store, done, MoveState.SUCCEEDED.value)
-    store.release(move.destination, move.id)
-    store.release_vm(move.vm, move.id)
-    where = "runs on" if vm_state == "running" else f"is {vm_state} on"
-    return Outcome(move.id, MoveState.SUCCEEDED.value, f"{move.vm} {where} {host}")
-
-
-def settle_failed(store: Store, move: Move, reason: str, vm_state: str | None = None,
-                  ) -> Outcome:
-    """Fail a move (the VM stays on its source), releasing its claims."""
-    return settle_on_source(store, move, MoveState.FAILED.value, reason, vm_state)
-
-
-def settle_on_source(store: Store, move: Move, state: str, reason: str,
-                     vm_state: str | None = None) -> Outcome:
-    """End a move whose VM stayed on its source, releasing its claims. The VM's recorded
-    state is kept (a move never changes it) unless ``vm_state`` says what was found.
-    Like ``commit``, only the holder of the move writes."""
-    if _hold(store, move) is None:
-        return _lost(store, move)
-    found = {} if vm_state is None else {"state": vm_state}
-    store.update_vm(move.vm, host=move.source, **found)
-    return end_move(store, move, state, reason)
-
-
-def end_move(store: Store, move: Move, state: str, reason: str) -> Outcome:
-    """Finish a held move as ``state`` and release its claims; the VM record is left
-    alone (``settle_on_source`` and failover write it)."""
-    done = store.advance_move(move.id, move.token, state, error=reason)
-    if done is None:
-        return _lost(store, move)
-    record_finished(store, done, state)
-    store.release(move.destination, move.id)
-    store.release_vm(move.vm, move.id)
-    return Outcome(move.id, state, reason)
-
-
-def _lost(store: Store, move: Move) -> Outcome:
-    """The move is no longer ours (taken over or finished): leave everything as it is."""
-    current = store.find_move(move.id)
-    return Outcome(move.id, current.state if current else "missing",
-                   "not settled here: the move is held by another runner or finished")
-
-
-def record_finished(store: Store, move: Move, state: str) -> None:
-    """Count a finished move for metrics: outcome, duration, data and downtime."""
-    journal = store.journal
-    journal.count("moves_finished", state=state)
-    if state != MoveState.SUCCEEDED.value:
-        return
-    took = max(0.0, (move.finished_at or store.clock()) - (move.started_at or store.clock()))
-    journal.count("migration_seconds_sum", took)
-    journal.count("migration_seconds_count")
-    journal.count("migrated_mib", float(move.progress.get("processed_mib", 0.0)))
-    journal.count("downtime_ms_sum", float(move.progress.get("downtime_ms", 0.0)))
-
-
-__all__ = ["MigrationRunner", "MoveFailed", "Outcome", "PermanentError", "Replan", "commit"]
+__all__ = ["MigrationRunner", "MoveFailed", "Outcome", "PermanentError", "Replan", "commit",
+           "conclude"]

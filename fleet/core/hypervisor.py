@@ -63,6 +63,7 @@ class DomainInfo:
     vcpus: int
     memory_mib: int
     migrating: bool = False
+    cancelled: bool = False  # running again after the hypervisor cancelled a switch-over
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,15 @@ class Hypervisor(Protocol):
 
     def destroy(self, name: str) -> None:
         """Power off and undefine a domain; absent is fine."""
+        ...
+
+    def pause(self, name: str) -> None:
+        """Suspend the guest's vCPUs; the domain stays defined and may be resumed or
+        destroyed; raises ``DomainGone`` if absent."""
+        ...
+
+    def resume(self, name: str) -> None:
+        """Resume a paused guest's vCPUs; raises ``DomainGone`` if absent."""
         ...
 
     def shutdown(self, name: str, timeout_s: float) -> None:

@@ -107,6 +107,7 @@ class VM(_Record):
     definition: str = ""
     dirty_mib_s: float = 0.0
     policy: dict[str, Any] = field(default_factory=dict)  # per-VM migration policy overrides
+    version: int = 0  # grows with every write of the record (compare-and-set marker)
 
 
 @dataclass

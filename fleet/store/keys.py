@@ -51,6 +51,9 @@ class Keys:
         """Holds the id of the move that owns a VM; SET NX makes one move per VM."""
         return self._k("vm", name, "move")
 
+    vm_locks = property(lambda self: self._k("locks"))
+    """Names of the VMs whose lock may be held (so a sweeper can find orphaned locks)."""
+
     def job(self, job_id: str) -> str:
         return self._k("job", job_id)
 
@@ -75,11 +78,18 @@ class Keys:
     def sim_abort(self, host: str, name: str) -> str:
         return self._k("sim", host, "abort", name)
 
+    def sim_faults(self, host: str) -> str:
+        """Faults armed for a simulated host's next migrations (hash fault -> count)."""
+        return self._k("sim", host, "faults")
+
     changes = property(lambda self: self._k("placement", "changes"))
     """Stream of placement-relevant changes (VMs, host states, claims) for kept states."""
     failover_state = property(lambda self: self._k("failover", "state"))
     failover_events = property(lambda self: self._k("failover", "events"))
     monitor_lease = property(lambda self: self._k("failover", "lease"))
+    """Names the leading monitor and its epoch ("<epoch> <holder>"); Redis expires it."""
+    monitor_epoch = property(lambda self: self._k("failover", "epoch"))
+    """The last leadership epoch handed out (INCR once per new term)."""
     vmguard_state = property(lambda self: self._k("failover", "vmguard"))
 
     def failover_job(self, host: str) -> str:

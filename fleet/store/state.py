@@ -9,18 +9,19 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import redis
 from redis.lock import Lock
 
-from fleet.core.errors import Conflict, NotFound
+from fleet.core.errors import NotFound
 from fleet.core.lifecycle import ACTIVE_MOVE_STATES, can_move
-from fleet.core.models import VM, Host, Job, JobKind, Move, MoveState
+from fleet.core.models import VM, Host, Job, Move, MoveState
 from fleet.store.capacity import Capacity
 from fleet.store.changes import changed
 from fleet.store.failover import FailoverStore
+from fleet.store.jobs import JobRecords
 from fleet.store.journal import Journal
 from fleet.store.keys import Keys
 from fleet.store.records import cas, dump, load
@@ -38,11 +39,7 @@ def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
         return False
 
 
-def new_id() -> str:
-    return uuid.uuid4().hex[:16]
-
-
-class Store(Capacity):
+class Store(Capacity, JobRecords):
     """Typed access to fleet's records under one key prefix."""
 
     def __init__(self, client: redis.Redis, keys: Keys, clock: Clock = time.time) -> None:
@@ -148,94 +145,38 @@ class Store(Capacity):
         return updated
 
     def cas_vm(self, name: str, mutate: Callable[[VM], VM | None]) -> VM | None:
-        """Compare-and-set a VM record (None: absent, or ``mutate`` declined)."""
-        return cas(self.r, self.keys.vm(name), VM, mutate,
+        """Compare-and-set a VM record (None: absent, or ``mutate`` declined); every
+        write raises the record's ``version``."""
+        def versioned(vm: VM) -> VM | None:
+            version = vm.version
+            new = mutate(vm)
+            if new is not None:
+                new.version = version + 1
+            return new
+
+        return cas(self.r, self.keys.vm(name), VM, versioned,
                    extra=lambda pipe, vm: changed(pipe, self.keys, "vm", record=vm.to_dict()))
 
+    def place_vm(self, name: str, host: str, state: str, *, on: str,
+                 states: Collection[str] = ()) -> VM | None:
+        """Record ``name`` on ``host`` as ``state`` only if it is still recorded on ``on``
+        (and, if given, in one of ``states``); None if the record says otherwise."""
+        def mutate(vm: VM) -> VM | None:
+            if vm.host != on or (states and vm.state not in states):
+                return None
+            if vm.host == host and vm.state == state:
+                return None
+            vm.host, vm.state = host, state
+            return vm
+
+        placed = self.cas_vm(name, mutate)
+        if placed is not None:
+            return placed
+        current = self.find_vm(name)
+        ok = current is not None and current.host == host and current.state == state
+        return current if ok else None
+
     # -- jobs and moves --------------------------------------------------------
-    def create_move_job(
-        self, kind: JobKind, requested_by: str, moves: Iterable[Move], target: str = "",
-        concurrency: int = 1,
-    ) -> Job:
-        """Create a job and its moves atomically, locking each VM to its move.
-
-        If a VM already belongs to an unfinished move, nothing is written and the
-        ``Conflict`` names the job that owns it.
-        """
-        now = self.clock()
-        job = Job(id=new_id(), kind=kind.value, requested_by=requested_by, target=target,
-                  concurrency=concurrency, created_at=now)
-        move_list = list(moves)
-        for move in move_list:
-            move.id, move.job_id, move.created_at = new_id(), job.id, now
-        job.moves = [m.id for m in move_list]
-        locked: list[str] = []
-        for move in move_list:
-            if not self.r.set(self.keys.vm_lock(move.vm), move.id, nx=True):
-                self._unlock(locked)
-                raise Conflict(f"VM {move.vm} is already moving in job {self._owner(move.vm)}")
-            locked.append(move.vm)
-        with self.r.pipeline() as pipe:
-            pipe.set(self.keys.job(job.id), dump(job))
-            pipe.zadd(self.keys.jobs, {job.id: now})
-            for move in move_list:
-                pipe.set(self.keys.move(move.id), dump(move))
-            pipe.execute()
-        self.emit(job.id, "job.created", job_kind=job.kind, by=requested_by, target=target,
-                  vms=[m.vm for m in move_list])
-        return job
-
-    def add_moves(self, job_id: str, moves: Iterable[Move]) -> list[Move]:
-        """Add moves to an existing job; a VM that another job is moving gets a failed
-        move saying so (nothing is locked for it)."""
-        now, added = self.clock(), []
-        for move in moves:
-            move.id, move.job_id, move.created_at = new_id(), job_id, now
-            if not self.r.set(self.keys.vm_lock(move.vm), move.id, nx=True):
-                move.state = MoveState.FAILED.value
-                move.error = f"{move.vm} is already moving in job {self._owner(move.vm)}"
-                move.finished_at = now
-            self.r.set(self.keys.move(move.id), dump(move))
-            added.append(move)
-
-        def extend(job: Job) -> Job:
-            job.moves = [*job.moves, *(m.id for m in added)]
-            return job
-
-        self.update_job(job_id, extend)
-        return added
-
-    def _owner(self, vm: str) -> str:
-        return self.owning_job(vm) or "?"
-
-    def owning_job(self, vm: str) -> str | None:
-        """The job whose move holds ``vm``, if any."""
-        move_id = self.r.get(self.keys.vm_lock(vm))
-        move = self.find_move(move_id) if move_id else None
-        return None if move is None else move.job_id
-
-    def _unlock(self, vms: Iterable[str]) -> None:
-        for vm in vms:
-            self.r.delete(self.keys.vm_lock(vm))
-
-    def release_vm(self, vm: str, move_id: str) -> None:
-        """Drop the VM lock if ``move_id`` still holds it (compare-and-delete)."""
-        key = self.keys.vm_lock(vm)
-        with self.r.pipeline() as pipe:
-            try:
-                pipe.watch(key)
-                if pipe.get(key) == move_id:
-                    pipe.multi()
-                    pipe.delete(key)
-                    pipe.execute()
-                else:
-                    pipe.unwatch()
-            except redis.WatchError:
-                pass
-
-    def find_job(self, job_id: str) -> Job | None:
-        return load(Job, self.r.get(self.keys.job(job_id)))
-
     def get_job(self, job_id: str) -> Job:
         job = self.find_job(job_id)
         if job is None:
@@ -257,9 +198,6 @@ class Store(Capacity):
         """The latest drain job of ``host``."""
         job_id = self.r.get(self.keys.drain(host))
         return self.find_job(job_id) if job_id else None
-
-    def find_move(self, move_id: str) -> Move | None:
-        return load(Move, self.r.get(self.keys.move(move_id)))
 
     def get_move(self, move_id: str) -> Move:
         move = self.find_move(move_id)
@@ -330,10 +268,15 @@ class Store(Capacity):
             self.emit(taken.job_id, "move.taken_over", move=move_id, vm=taken.vm, runner=runner)
         return taken
 
-    def set_move(self, move_id: str, state: str, **changes: Any) -> Move | None:
-        """Controller-side change of an unclaimed move (placement, cancel, re-plan)."""
+    def set_move(self, move_id: str, state: str, expect: str = MoveState.PENDING.value,
+                 **changes: Any) -> Move | None:
+        """Controller-side change of an unclaimed move (placement, cancel, re-plan,
+        failover): written only if the move is still in ``expect`` and no runner holds
+        it, so a decision taken on a stale read changes nothing."""
 
         def mutate(move: Move) -> Move | None:
+            if move.state != expect or move.token:
+                return None
             if move.state != state and not can_move(move.state, state):
                 return None
             for key, value in changes.items():

@@ -209,7 +209,8 @@ def test_reconciler_waits_out_the_moment_between_switch_over_and_source_cleanup(
     assert fleet3.get_vm("vm1").state == "running"
 
 
-def test_reconciler_asks_for_an_operator_only_after_the_settle_time(fleet3: Store) -> None:
+def test_reconciler_resumes_a_lone_paused_source_only_after_the_settle_time(
+        fleet3: Store) -> None:
     from fleet.core.hypervisor import DomainInfo
 
     move = submit(fleet3, to="h2")
@@ -222,12 +223,15 @@ def test_reconciler_asks_for_an_operator_only_after_the_settle_time(fleet3: Stor
     rec = Reconciler(fleet3, {"h1": src}, lambda h: sim(fleet3, h.name), settings, "h1/new")
     (outcome,) = rec.sweep()
     assert time.monotonic() - started >= 0.2
-    assert outcome.state == "failed" and "needs an operator" in outcome.detail
+    assert outcome.state == "failed" and "still runs on h1" in outcome.detail
     assert "source: paused, destination: absent" in outcome.detail
+    assert src.lookup("vm1").state is DomainState.RUNNING  # the only copy runs again
+    events = [e for _, e in fleet3.events(move.job_id)]
+    assert any(e["kind"] == "vm.copy_resume" and e["host"] == "h1" for e in events), events
 
 
 def test_a_runner_that_lost_its_move_writes_nothing(fleet3: Store) -> None:
-    from workers.runner import commit, settle_failed
+    from workers.outcomes import commit, settle_failed
 
     move = submit(fleet3, to="h2")
     mine = fleet3.claim_move(move.id, "h1/slow", lease_s=0.001)

@@ -1,0 +1,195 @@
+"""Jobs, their moves and the VM locks, written together or not at all.
+
+A job, its moves and the lock of every VM it moves are one Redis transaction (WATCH on
+the locks, then MULTI): a crash can never leave a lock without its move or a move
+without its job. A lock names its owner — a move id, or ``restart/<source>/<target>``
+for a failover restart, which also expires by itself — and ``sweep_locks`` frees locks
+whose owner ended or never existed. Mixed into ``Store``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+
+from fleet.core.errors import Conflict
+from fleet.core.models import Job, JobKind, Move, MoveState
+from fleet.store.keys import Keys
+from fleet.store.records import dump, load
+
+RESTART_LOCK = "restart/"
+_Stage = Callable[[Any], Callable[[Any], None]]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def restart_owner(source: str, target: str) -> str:
+    """The lock owner of a failover restart of a VM from ``source`` on ``target``."""
+    return f"{RESTART_LOCK}{source}/{target}"
+
+
+class JobRecords:
+    """Atomic job creation and VM locks; needs ``r``, ``keys`` and ``clock`` from ``Store``."""
+
+    r: Any
+    keys: Keys
+    clock: Callable[[], float]
+
+    def emit(self, job_id: str, kind: str, /, **fields: Any) -> None:
+        raise NotImplementedError
+
+    def find_move(self, move_id: str) -> Move | None:
+        return load(Move, self.r.get(self.keys.move(move_id)))
+
+    def find_job(self, job_id: str) -> Job | None:
+        return load(Job, self.r.get(self.keys.job(job_id)))
+
+    def create_move_job(
+        self, kind: JobKind, requested_by: str, moves: Iterable[Move], target: str = "",
+        concurrency: int = 1,
+    ) -> Job:
+        """Create a job, its moves and their VM locks in one transaction.
+
+        If a VM already belongs to another owner, nothing is written and the
+        ``Conflict`` names the job that owns it.
+        """
+        now = self.clock()
+        job = Job(id=new_id(), kind=kind.value, requested_by=requested_by, target=target,
+                  concurrency=concurrency, created_at=now)
+        move_list = list(moves)
+        for move in move_list:
+            move.id, move.job_id, move.created_at = new_id(), job.id, now
+        job.moves = [m.id for m in move_list]
+        busy = self._write_atomically(move_list, [],
+                                      lambda _pipe: lambda pipe: self._queue_job(pipe, job, now))
+        if busy:
+            raise Conflict(f"VM {busy[0]} is already moving in job {self._owner(busy[0])}")
+        self.emit(job.id, "job.created", job_kind=job.kind, by=requested_by, target=target,
+                  vms=[m.vm for m in move_list])
+        return job
+
+    def _queue_job(self, pipe: Any, job: Job, now: float) -> None:
+        pipe.set(self.keys.job(job.id), dump(job))
+        pipe.zadd(self.keys.jobs, {job.id: now})
+
+    def _write_atomically(self, moves: list[Move], watched: list[str], more: _Stage,
+                          partial: bool = False) -> list[str]:
+        """Lock every move's VM, write the moves and what ``more`` queues in one
+        transaction; returns the VMs already locked by others. Unless ``partial``, any
+        such VM means nothing is written; with ``partial``, their moves are written
+        failed and unlocked. ``more(pipe)`` may read ``watched`` keys before the
+        transaction and returns what to queue in it."""
+        locks = [self.keys.vm_lock(m.vm) for m in moves]
+        for _ in range(50):
+            with self.r.pipeline() as pipe:
+                try:
+                    if locks or watched:
+                        pipe.watch(*locks, *watched)
+                    owners = pipe.mget(locks) if locks else []
+                    write = more(pipe)
+                    busy = [m.vm for m, owner in zip(moves, owners, strict=True) if owner]
+                    if busy and not partial:
+                        pipe.unwatch()
+                        return busy
+                    pipe.multi()
+                    self._queue_moves(pipe, moves, set(busy))
+                    write(pipe)
+                    pipe.execute()
+                    return busy
+                except redis.WatchError:
+                    continue
+        raise Conflict("too much contention creating a job")
+
+    def _queue_moves(self, pipe: Any, moves: list[Move], busy: set[str]) -> None:
+        for move in moves:
+            if move.vm in busy:
+                move.state, move.finished_at = MoveState.FAILED.value, self.clock()
+                move.error = f"{move.vm} is already moving in another job"
+            elif not move.terminal:
+                pipe.set(self.keys.vm_lock(move.vm), move.id)
+                pipe.sadd(self.keys.vm_locks, move.vm)
+            pipe.set(self.keys.move(move.id), dump(move))
+
+    def add_moves(self, job_id: str, moves: Iterable[Move]) -> list[Move]:
+        """Add moves to an existing job in one transaction with their locks; a VM that
+        another job is moving gets a failed move saying so (nothing is locked for it)."""
+        now, added = self.clock(), list(moves)
+        for move in added:
+            move.id, move.job_id, move.created_at = new_id(), job_id, now
+        job_key = self.keys.job(job_id)
+
+        def extend(watching: Any) -> Callable[[Any], None]:
+            job = load(Job, watching.get(job_key))
+            if job is None:
+                raise Conflict(f"job {job_id} vanished while adding moves")
+            job.moves = [*job.moves, *(m.id for m in added)]
+            return lambda pipe: pipe.set(job_key, dump(job))
+
+        self._write_atomically(added, [job_key], extend, partial=True)
+        return added
+
+    def _owner(self, vm: str) -> str:
+        return self.owning_job(vm) or self.lock_owner(vm) or "?"
+
+    def lock_owner(self, vm: str) -> str | None:
+        """Who holds ``vm``'s lock: a move id, a restart, or None."""
+        owner = self.r.get(self.keys.vm_lock(vm))
+        return None if owner is None else str(owner)
+
+    def owning_job(self, vm: str) -> str | None:
+        """The job whose move holds ``vm``, if any."""
+        owner = self.lock_owner(vm)
+        move = self.find_move(owner) if owner and not owner.startswith(RESTART_LOCK) else None
+        return None if move is None else move.job_id
+
+    def lock_vm(self, vm: str, owner: str, ttl_s: float) -> bool:
+        """Take ``vm``'s lock for ``owner`` for at most ``ttl_s`` (SET NX PX)."""
+        with self.r.pipeline() as pipe:
+            pipe.set(self.keys.vm_lock(vm), owner, nx=True, px=int(ttl_s * 1000))
+            pipe.sadd(self.keys.vm_locks, vm)
+            taken, _ = pipe.execute()
+        return bool(taken)
+
+    def release_vm(self, vm: str, owner: str) -> bool:
+        """Drop the VM lock if ``owner`` still holds it (compare-and-delete)."""
+        key = self.keys.vm_lock(vm)
+        with self.r.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.get(key) != owner:
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                pipe.delete(key)
+                pipe.srem(self.keys.vm_locks, vm)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False
+
+    def sweep_locks(self) -> list[str]:
+        """Free every VM lock whose owner ended or never existed; returns those VMs.
+
+        A move owner counts as ended once its move is terminal or gone, or its job is
+        gone; a restart lock expires by itself (its key has a TTL)."""
+        freed = []
+        for vm in sorted(self.r.smembers(self.keys.vm_locks)):
+            owner = self.lock_owner(vm)
+            if owner is None:
+                self.r.srem(self.keys.vm_locks, vm)
+                continue
+            if owner.startswith(RESTART_LOCK) or self._owner_lives(owner):
+                continue
+            if self.release_vm(vm, owner):
+                freed.append(vm)
+                self.emit("", "vm.lock_freed", vm=vm, owner=owner)
+        return freed
+
+    def _owner_lives(self, move_id: str) -> bool:
+        move = self.find_move(move_id)
+        return move is not None and not move.terminal and self.find_job(move.job_id) is not None
