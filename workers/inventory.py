@@ -23,21 +23,47 @@ def sweep_strays(store: Store, hv: Hypervisor) -> list[str]:
 
     A host that was fenced and came back still has the definitions of VMs restarted
     elsewhere: shut-off ones are undefined, so nobody can start a second copy by
-    mistake. A *running* stray means two copies: it is never touched here, only raised
-    as an alert. Domains of VMs in an unfinished move are left alone.
+    mistake. A *running* stray is a second copy: if the recorded host's heartbeat
+    confirms the VM running there, the stray is paused at once and then destroyed
+    (events ``vm.copy_pause`` and ``vm.copy_remove``); if it does not, the record may
+    be the one that is wrong and nothing is touched — an alert says so. Domains of VMs
+    that a move or a restart holds are left alone.
     """
     cleaned = []
     for dom in hv.list_domains():
         vm = store.find_vm(dom.name)
-        if vm is None or vm.host == hv.host or store.owning_job(vm.name) is not None:
-            continue
-        if dom.state is DomainState.RUNNING:
-            store.emit("", "alert", alert="two_copies", subject=vm.name,
-                       message=f"{vm.name} runs on {hv.host} but fleet records it on {vm.host}")
-            store.journal.count("alerts", kind="two_copies")
+        if vm is None or vm.host == hv.host or store.lock_owner(vm.name) is not None:
             continue
         if dom.state in STOPPED_DOMAIN:
             hv.destroy(dom.name)
             store.emit("", "host.stray_undefined", host=hv.host, vm=vm.name, owner=vm.host)
             cleaned.append(dom.name)
+        elif _reported_running(store, vm.host, vm.name):
+            _end_second_copy(store, hv, dom.name, dom.state, vm.host)
+            cleaned.append(dom.name)
+        elif dom.state is DomainState.RUNNING:
+            store.emit("", "alert", alert="record_disagrees", subject=vm.name,
+                       message=f"{vm.name} runs on {hv.host}; fleet records it on {vm.host},"
+                               f" which does not report it running")
+            store.journal.count("alerts", kind="record_disagrees")
     return cleaned
+
+
+def _reported_running(store: Store, host: str, name: str) -> bool:
+    """Whether ``host``'s live heartbeat reports ``name`` running."""
+    beat = store.heartbeat(host)
+    domains = beat.get("domains", []) if beat else []
+    return any(d.get("name") == name and d.get("state") == "running" for d in domains)
+
+
+def _end_second_copy(store: Store, hv: Hypervisor, name: str, state: DomainState,
+                     owner: str) -> None:
+    """Pause, then destroy, a copy of ``name`` that runs beside the recorded one."""
+    why = f"a second copy: fleet records {name} running on {owner}"
+    if state is DomainState.RUNNING:
+        hv.pause(name)
+        store.emit("", "vm.copy_pause", vm=name, host=hv.host, reason=why)
+        store.journal.count("alerts", kind="two_copies")
+    if _reported_running(store, owner, name):
+        hv.destroy(name)
+        store.emit("", "vm.copy_remove", vm=name, host=hv.host, reason=why)

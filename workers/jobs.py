@@ -101,7 +101,7 @@ class JobService:
             more = catch_up(self.store, job, moves)
             if more is None:
                 return job  # a VM is still on its way to the drained host
-            moves = [*moves, *more]
+            job, moves = self.store.get_job(job.id), [*moves, *more]
         budget = job.concurrency - sum(1 for m in moves if in_flight(m))
         for move in (m for m in moves if waiting(m)):
             if budget <= 0:

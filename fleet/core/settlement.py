@@ -61,7 +61,8 @@ class Sighting:
 
     ``stopped``: the VM is meant to be shut off (a move by definition).
     ``cancelled``: the source copy runs again after libvirt cancelled a switch-over.
-    ``paused_here``: the source copy was paused by fleet while settling this move.
+    ``paused_here``: fleet paused a copy while settling this move (the source's, or for
+    a stopped VM the destination's).
     ``final``: the caller will not look again (its settle time is over).
     """
 
@@ -160,11 +161,25 @@ def _settle_stopped(source: str, destination: str, seen: Sighting) -> Settlement
         leftover = destination if there is not Seen.ABSENT else ""
         return Settlement(Verdict.STAYED, source, remove=leftover,
                           reason="still defined on the source")
-    if not seen.final or Seen.UNKNOWN in (here, there) or (here is R and there is R):
+    if R in (here, there):
+        return _stopped_but_running(source, destination, seen)
+    if not seen.final or Seen.UNKNOWN in (here, there):
         return Settlement(Verdict.UNSETTLED, reason="not a cold move's outcome yet")
-    if here is R:  # someone started it meanwhile: the record follows where it runs
-        return Settlement(Verdict.STAYED, source, reason="started on the source meanwhile")
-    if there is R:
-        return Settlement(Verdict.MOVED, destination,
-                          reason="started on the destination meanwhile")
     return Settlement(Verdict.LOST, reason="defined on neither host")
+
+
+def _stopped_but_running(source: str, destination: str, seen: Sighting) -> Settlement:
+    """Someone started a VM that moved stopped: the record follows where it runs."""
+    here, there = seen.source, seen.destination
+    if here is R and there is R:  # the record still names the source
+        return Settlement(Verdict.UNSETTLED, pause=destination,
+                          reason="two running copies of a stopped VM: the destination's"
+                                 " is paused")
+    if here is R and there is P and seen.paused_here:
+        return Settlement(Verdict.STAYED, source, remove=destination,
+                          reason="started on the source meanwhile")
+    if not seen.final or Seen.UNKNOWN in (here, there):
+        return Settlement(Verdict.UNSETTLED, reason="not a cold move's outcome yet")
+    if here is R:
+        return Settlement(Verdict.STAYED, source, reason="started on the source meanwhile")
+    return Settlement(Verdict.MOVED, destination, reason="started on the destination meanwhile")

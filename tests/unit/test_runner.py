@@ -164,8 +164,10 @@ def test_reservations_never_overcommit(fleet3: Store) -> None:
     assert fleet3.try_reserve("h2", "m3", 1, 100, limit)
 
 
-def test_strays_are_undefined_but_a_running_copy_only_alerts(fleet3: Store) -> None:
+def test_strays_are_undefined_and_a_second_running_copy_is_paused_then_removed(
+        fleet3: Store) -> None:
     from fleet.core.hypervisor import DomainInfo
+    from workers.heartbeat import beat_once
     from workers.inventory import sweep_strays
 
     h2 = sim(fleet3, "h2")
@@ -173,10 +175,17 @@ def test_strays_are_undefined_but_a_running_copy_only_alerts(fleet3: Store) -> N
     assert sweep_strays(fleet3, h2) == ["vm1"]
     assert h2.list_domains() == []
     h2._put("h2", DomainInfo("vm1", "u-1", DomainState.RUNNING, 2, 2048), 0.0)
+    # h1, where vm1 is recorded, does not report it running: the record may be wrong
     assert sweep_strays(fleet3, h2) == []
     assert [d.name for d in h2.list_domains()] == ["vm1"]
     alerts = [e for _, e in fleet3.journal.audit() if e["kind"] == "alert"]
-    assert alerts and alerts[-1]["alert"] == "two_copies"
+    assert alerts and alerts[-1]["alert"] == "record_disagrees"
+    beat_once(fleet3, sim(fleet3, "h1"), "h1/test", ttl_s=5)  # h1 reports vm1 running
+    assert sweep_strays(fleet3, h2) == ["vm1"]
+    assert h2.list_domains() == []
+    steps = [e["kind"] for _, e in fleet3.journal.audit() if e["kind"].startswith("vm.copy")]
+    assert steps == ["vm.copy_pause", "vm.copy_remove"]
+    assert sim(fleet3, "h1").lookup("vm1").state is DomainState.RUNNING
     assert sweep_strays(fleet3, sim(fleet3, "h1")) == []  # the VM's own host is untouched
 
 
