@@ -27,8 +27,12 @@ register("lab", LabFenceAgent)
 
 
 @app.task(name="fleet.host.fence", autoretry_for=(redis.ConnectionError,), retry_backoff=True)
-def fence_host(host: str, attempt: int, timeout_s: float) -> dict[str, Any]:
-    """Power ``host`` off and confirm it (attempt ``attempt``); the monitor gets the result."""
+def fence_host(host: str, attempt: int, timeout_s: float, epoch: int = 0) -> dict[str, Any]:
+    """Power ``host`` off and confirm it (attempt ``attempt``); the monitor gets the result.
+
+    ``epoch`` is the leadership term of the monitor that decided the fence (0: unknown);
+    it is carried for the fence to be checked against the current term, not yet used.
+    """
     rt = runtime()
     agent = agent_for(host, rt.settings.fence)
     outcome = run_fence(agent, host, timeout_s)

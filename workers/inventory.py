@@ -6,6 +6,7 @@ from fleet.core.errors import InvalidInput
 from fleet.core.hypervisor import STOPPED_DOMAIN, DomainSpec, DomainState, Hypervisor
 from fleet.core.models import VM, VMState
 from fleet.store import Store
+from workers.sighting import reported_running
 
 
 def create_vm(store: Store, hv: Hypervisor, vm: VM) -> VM:
@@ -38,7 +39,7 @@ def sweep_strays(store: Store, hv: Hypervisor) -> list[str]:
             hv.destroy(dom.name)
             store.emit("", "host.stray_undefined", host=hv.host, vm=vm.name, owner=vm.host)
             cleaned.append(dom.name)
-        elif _reported_running(store, vm.host, vm.name):
+        elif reported_running(store, vm.host, vm.name):
             _end_second_copy(store, hv, dom.name, dom.state, vm.host)
             cleaned.append(dom.name)
         elif dom.state is DomainState.RUNNING:
@@ -49,13 +50,6 @@ def sweep_strays(store: Store, hv: Hypervisor) -> list[str]:
     return cleaned
 
 
-def _reported_running(store: Store, host: str, name: str) -> bool:
-    """Whether ``host``'s live heartbeat reports ``name`` running."""
-    beat = store.heartbeat(host)
-    domains = beat.get("domains", []) if beat else []
-    return any(d.get("name") == name and d.get("state") == "running" for d in domains)
-
-
 def _end_second_copy(store: Store, hv: Hypervisor, name: str, state: DomainState,
                      owner: str) -> None:
     """Pause, then destroy, a copy of ``name`` that runs beside the recorded one."""
@@ -64,6 +58,6 @@ def _end_second_copy(store: Store, hv: Hypervisor, name: str, state: DomainState
         hv.pause(name)
         store.emit("", "vm.copy_pause", vm=name, host=hv.host, reason=why)
         store.journal.count("alerts", kind="two_copies")
-    if _reported_running(store, owner, name):
+    if reported_running(store, owner, name):
         hv.destroy(name)
         store.emit("", "vm.copy_remove", vm=name, host=hv.host, reason=why)

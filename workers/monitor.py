@@ -1,11 +1,16 @@
 """The monitor: watches heartbeats and drives failover, one leader at a time.
 
 Every monitor tracks heartbeats on its own clock; only the holder of the Redis lease
-decides. Each round: take the queued events, call the pure ``decide``, save the new
-state *before* acting, then act — send fence and restart tasks, mark VMs down, record
-host health and alerts, and keep one failover job per fenced host with per-VM outcomes.
-A VM that a live host already reports running is adopted there instead of restarted,
-and moves that died with their source host are settled (``workers.adoption``).
+decides, and everything it writes is conditional on the lease still naming its term
+(holder and epoch, ``fleet.core.lease``): a leader that stalled and lost the lease gets
+``LostLease`` at its next write, ends the round there and sends nothing more.
+
+Each round: read the queued events, call the pure ``decide``, save the new state (and
+consume those events) *before* acting, then act — send fence and restart tasks, mark
+VMs down, record host health and alerts, and keep one failover job per fenced host with
+per-VM outcomes. A VM that a live host already reports running is adopted there instead
+of restarted, and moves that died with their source host are settled
+(``workers.adoption``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from fleet.core.failover_model import (
     Transition,
 )
 from fleet.core.health import CONFIRMED_OFF, PRE_FENCE, FailoverConfig, Health
+from fleet.core.lease import LostLease, Term, new_term
 from fleet.core.models import VM, Host, HostState, Job, JobKind, JobState, VMState
 from fleet.core.vmguard import GuardConfig, GuardView, RecordState, StartInPlace, Watch, guard
 from fleet.settings import Settings
@@ -86,6 +92,7 @@ class Monitor:
     first_seen: dict[str, float] = field(default_factory=dict)
     reports: dict[str, dict[str, str]] = field(default_factory=dict)
     epoch: int = 0
+    term: Term | None = None
 
     def __post_init__(self) -> None:
         self.config = failover_config(self.settings)
@@ -111,21 +118,39 @@ class Monitor:
         return self.last_beat.get(host) or self.first_seen.setdefault(host, now)
 
     def tick(self) -> Decision | None:
-        now, cfg = self.clock(), self.config
+        """One round: the decision acted on, or None when standing by or when the lease
+        was lost during the round (nothing more is written or sent then)."""
+        now = self.clock()
         hosts = self.store.list_hosts()
         self.observe_beats(now, hosts)
-        lease = self.store.failover.claim(self.me, now, cfg.lease_ttl_s)
-        if lease is None:
+        term = self.store.failover.claim(self.me, self.config.lease_ttl_s)
+        if term is None:
+            self.term = None
             return None
-        takeover, self.epoch = lease.epoch != self.epoch, lease.epoch
-        raw = self.store.failover.drain()
+        try:
+            return self._lead(term, now, hosts)
+        except LostLease as exc:
+            log.warning("monitor %s ends its round: %s", self.me, exc)
+            return None
+
+    @property
+    def _term(self) -> Term:
+        if self.term is None:
+            raise LostLease(f"{self.me} holds no lease")
+        return self.term
+
+    def _lead(self, term: Term, now: float, hosts: list[Host]) -> Decision:
+        """The leader's round under ``term``; every write raises ``LostLease`` once the
+        lease no longer names it."""
+        takeover, self.epoch, self.term = new_term(self.epoch, term), term.epoch, term
+        raw = self.store.failover.peek()
         events = tuple(e for e in (event_of(d) for d in raw) if e is not None)
         claims = {h.name: self.store.claimed(h.name) for h in hosts}
         obs = Observation(hosts, dict(self.last_beat), self.store.list_vms(), events, claims,
                           takeover, self.witness.answered())
         decision = decide(obs, FailoverState.from_dict(self.store.failover.load_state()),
-                          cfg, now)
-        self.store.failover.save_state(decision.state.to_dict())
+                          self.config, now)
+        self.store.failover.save_state(decision.state.to_dict(), term, consumed=len(raw))
         for transition in decision.transitions:
             self._record(transition)
         for action in decision.actions:
@@ -143,13 +168,14 @@ class Monitor:
         watches = {k: Watch.from_dict(v) for k, v in self.store.failover.load_guard().items()}
         decision = guard(view, watches, self.guard_config, now)
         if decision.watches != watches:
-            self.store.failover.save_guard({k: w.to_dict() for k, w in decision.watches.items()})
+            self.store.failover.save_guard({k: w.to_dict() for k, w in decision.watches.items()},
+                                           self._term)
         for action in decision.actions:
             if isinstance(action, StartInPlace):
+                self._send("fleet.vm.start_in_place", {"vm": action.vm, "source": action.host,
+                                                       "attempt": action.attempt})
                 self.store.emit("", "vm.guard_start", vm=action.vm, host=action.host,
                                 attempt=action.attempt)
-                self.send("fleet.vm.start_in_place", {"vm": action.vm, "source": action.host,
-                                                      "attempt": action.attempt})
             elif isinstance(action, RecordState):
                 self._record_vm_state(action)
             else:
@@ -163,7 +189,9 @@ class Monitor:
     def _record(self, t: Transition) -> None:
         host = self.store.get_host(t.host)
         if not (t.new is Health.ACTIVE and host.state == HostState.MAINTENANCE.value):
-            self.store.set_host_state(t.host, t.new.value)
+            old = self.store.failover.set_host_state(t.host, t.new.value, self._term)
+            if old is not None:
+                self.store.emit("", "host.state", host=t.host, old=old, new=t.new.value)
         self.store.emit(self.store.failover.job(t.host) or "", "host.health", host=t.host,
                         old=t.old.value, new=t.new.value, detail=t.detail)
         if t.new is Health.FENCED:
@@ -171,17 +199,24 @@ class Monitor:
         elif t.new is Health.RECOVERED:
             self._close_job(t.host)
 
+    def _send(self, task: str, kwargs: dict[str, Any]) -> None:
+        """Send a task if the lease still names this round's term (its decision was
+        saved under it); the task may still arrive after a takeover, hence ``epoch``."""
+        self.store.failover.hold(self._term)
+        self.send(task, kwargs)
+
     def _act(self, action: Action) -> None:
         if isinstance(action, Fence):
-            self.send("fleet.host.fence", {"host": action.host, "attempt": action.attempt,
-                                           "timeout_s": action.timeout_s})
+            self._send("fleet.host.fence", {"host": action.host, "attempt": action.attempt,
+                                            "timeout_s": action.timeout_s,
+                                            "epoch": self._term.epoch})
         elif isinstance(action, Recover):
             if self._adopted(action):
                 return
             job = self.store.failover.job(action.source) or ""
             self._outcome(action.source, action.vm, f"restarting on {action.target}")
-            self.send("fleet.vm.restart", {"vm": action.vm, "source": action.source,
-                                           "target": action.target, "job_id": job})
+            self._send("fleet.vm.restart", {"vm": action.vm, "source": action.source,
+                                            "target": action.target, "job_id": job})
         elif isinstance(action, MarkDown):
             self._mark_down(action)
         elif isinstance(action, Alert):
@@ -201,7 +236,7 @@ class Monitor:
         """Instead of a restart: the VM already runs on a live host (its migration had
         switched over when the source died), so the record follows it there."""
         host = running_elsewhere(self._fresh_reports(), action.vm, action.source)
-        if host is None or not adopt(self.store, action.vm, action.source, host):
+        if host is None or not adopt(self.store, action.vm, action.source, host, self._term):
             return False
         detail = f"running on {host} (found there, not restarted)"
         self.store.emit(self.store.failover.job(action.source) or "", "vm.adopted",
@@ -220,7 +255,7 @@ class Monitor:
                                       self.settings.move_lease_s):
             move = self.store.get_move(outcome.move_id)
             log.warning("settled orphaned move %s of %s: %s", move.id, move.vm, outcome.detail)
-            self.send("fleet.job.advance", {"job_id": move.job_id})
+            self._send("fleet.job.advance", {"job_id": move.job_id})
 
     def _mark_down(self, action: MarkDown) -> None:
         if self._set_vm_state(action.vm, action.host, VMState.DOWN.value):
@@ -234,13 +269,16 @@ class Monitor:
             vm.state = state
             return vm
 
-        return self.store.cas_vm(name, mutate) is not None
+        return self.store.failover.cas_vm(name, mutate, self._term) is not None
 
     def _open_job(self, host: str) -> None:
-        job = self.store.create_move_job(JobKind.FAILOVER, f"monitor:{self.me}", [],
-                                         target=host)
-        self.store.update_job(job.id, _running(self.clock()))
-        self.store.failover.set_job(host, job.id)
+        now = self.clock()
+        job = Job(id="", kind=JobKind.FAILOVER.value, state=JobState.RUNNING.value,
+                  requested_by=f"monitor:{self.me}", target=host, summary={"vms": {}},
+                  created_at=now, started_at=now)
+        job = self.store.failover.open_job(host, job, self._term)
+        self.store.emit(job.id, "job.created", job_kind=job.kind, by=job.requested_by,
+                        target=host, vms=[])
 
     def _close_job(self, host: str) -> None:
         job_id = self.store.failover.job(host)
@@ -258,12 +296,12 @@ class Monitor:
             job.summary["duration_s"] = round(now - job.started_at, 2)
             return job
 
-        done = self.store.update_job(job_id, finish)
+        done = self.store.failover.update_job(job_id, finish, self._term)
         if done is not None:
             self.store.emit(job_id, f"job.{done.state}", **done.summary)
 
     def _outcome(self, host: str, vm: str, outcome: str) -> None:
-        record_outcome(self.store, self.store.failover.job(host), vm, outcome)
+        record_outcome(self.store, self.store.failover.job(host), vm, outcome, self._term)
 
     def _note_unplaced(self, decision: Decision) -> None:
         for vm in decision.unplaced:
@@ -272,17 +310,10 @@ class Monitor:
                 self._outcome(found.host, vm, "waiting for capacity")
 
 
-def _running(now: float) -> Callable[[Job], Job | None]:
-    def start(job: Job) -> Job | None:
-        job.state, job.started_at = JobState.RUNNING.value, now
-        job.summary = {"vms": {}}
-        return job
-
-    return start
-
-
-def record_outcome(store: Store, job_id: str | None, vm: str, outcome: str) -> None:
-    """Write one VM's outcome into a failover job's summary."""
+def record_outcome(store: Store, job_id: str | None, vm: str, outcome: str,
+                   term: Term | None = None) -> None:
+    """Write one VM's outcome into a failover job's summary (under the monitor's
+    ``term`` when the monitor writes it)."""
     if not job_id:
         return
 
@@ -294,5 +325,7 @@ def record_outcome(store: Store, job_id: str | None, vm: str, outcome: str) -> N
         job.summary = {**job.summary, "vms": vms}
         return job
 
-    if store.update_job(job_id, note) is not None:
+    done = (store.update_job(job_id, note) if term is None
+            else store.failover.update_job(job_id, note, term))
+    if done is not None:
         store.emit(job_id, "vm.outcome", vm=vm, outcome=outcome)

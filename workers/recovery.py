@@ -12,9 +12,11 @@ import re
 from dataclasses import dataclass
 
 from fleet.core.hypervisor import DomainSpec, DomainState, Hypervisor, HypervisorError
+from fleet.core.lease import Term
 from fleet.core.models import VM, VMState
 from fleet.store import Store
-from workers.sighting import find
+from fleet.store.jobs import RESTART_LOCK, restart_owner
+from workers.sighting import find, reported_running
 
 _DISK = re.compile(r"<source\s+file=['\"]([^'\"]+)['\"]")
 
@@ -36,15 +38,19 @@ class RestartResult:
                 "detail": self.detail}
 
 
-def move_record(store: Store, name: str, source: str, target: str) -> VM | None:
+def move_record(store: Store, name: str, source: str, target: str,
+                term: Term | None = None) -> VM | None:
     """Record ``name`` running on ``target`` if it is still recorded on ``source`` (CAS):
-    the one step that decides who may run a VM of a dead host."""
+    the one step that decides who may run a VM of a dead host. With ``term`` (the
+    monitor's), the write also needs the monitor lease to still name it (``LostLease``)."""
     def mutate(vm: VM) -> VM | None:
         if vm.host != source:
             return None
         vm.host, vm.state = target, VMState.RUNNING.value
         return vm
 
+    if term is not None:
+        return store.failover.cas_vm(name, mutate, term)
     return store.cas_vm(name, mutate)
 
 
@@ -53,8 +59,25 @@ def _running_here(hv: Hypervisor, name: str) -> bool:
     return found is not None and found.state is DomainState.RUNNING
 
 
-def restart(store: Store, hv: Hypervisor, name: str, source: str) -> RestartResult:
-    """Start ``name`` (last seen on the fenced ``source``) on ``hv``'s host."""
+def restart(store: Store, hv: Hypervisor, name: str, source: str,
+            hold_s: float = 60.0) -> RestartResult:
+    """Start ``name`` (last seen on the fenced ``source``) on ``hv``'s host.
+
+    The restart holds the VM's lock (owner ``restart/<source>/<target>/<deadline>``)
+    from before the record moves until the domain runs, so no move can start meanwhile
+    and an interrupted restart is found and settled (``settle_interrupted``)."""
+    target = hv.host
+    owner = restart_owner(source, target) + f"/{store.clock() + hold_s:.3f}"
+    if not store.lock_vm(name, owner):
+        return RestartResult(name, target, False,
+                             f"held by {store.lock_owner(name)}; not restarted")
+    try:
+        return _restart_held(store, hv, name, source)
+    finally:
+        store.release_vm(name, owner)
+
+
+def _restart_held(store: Store, hv: Hypervisor, name: str, source: str) -> RestartResult:
     target = hv.host
     vm = move_record(store, name, source, target)
     if vm is None:
@@ -73,5 +96,26 @@ def restart(store: Store, hv: Hypervisor, name: str, source: str) -> RestartResu
 
 
 def _undo(store: Store, vm: VM, source: str, why: str) -> RestartResult:
-    store.update_vm(vm.name, host=source, state=VMState.DOWN.value)
+    store.place_vm(vm.name, source, VMState.DOWN.value, on=vm.host)
     return RestartResult(vm.name, vm.host, False, why)
+
+
+def settle_interrupted(store: Store) -> list[str]:
+    """Settle restarts whose holder vanished past its deadline (its agent died between
+    moving the record and starting the domain): if the target's live heartbeat reports
+    the VM running, the restart happened; otherwise the record goes back to its fenced
+    source as ``down``, where failover plans its restart again. Returns those VMs."""
+    settled = []
+    for vm in sorted(store.r.smembers(store.keys.vm_locks)):
+        owner = store.lock_owner(vm) or ""
+        if not owner.startswith(RESTART_LOCK):
+            continue
+        source, target, deadline = owner[len(RESTART_LOCK):].split("/")
+        if float(deadline) > store.clock() or not store.release_vm(vm, owner):
+            continue
+        if not reported_running(store, target, vm):
+            store.place_vm(vm, source, VMState.DOWN.value, on=target)
+        store.emit("", "vm.restart_settled", vm=vm, source=source, target=target,
+                   started=reported_running(store, target, vm))
+        settled.append(vm)
+    return settled

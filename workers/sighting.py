@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from fleet.core.hypervisor import DomainGone, DomainInfo, Hypervisor, HypervisorError
 from fleet.core.settlement import Copy, Seen, Settlement, Sighting, settle
+from fleet.store import Store
 
 log = logging.getLogger(__name__)
 Step = Callable[[str, str, str], None]
@@ -31,6 +32,13 @@ def find(hv: Hypervisor, name: str) -> DomainInfo | None:
         return hv.lookup(name)
     except DomainGone:
         return None
+
+
+def reported_running(store: Store, host: str, name: str) -> bool:
+    """Whether ``host``'s live heartbeat reports ``name`` running."""
+    beat = store.heartbeat(host)
+    domains = beat.get("domains", []) if beat else []
+    return any(d.get("name") == name and d.get("state") == "running" for d in domains)
 
 
 def copy_on(hv: Hypervisor | None, name: str) -> tuple[Copy, DomainInfo | None]:

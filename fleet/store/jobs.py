@@ -2,9 +2,10 @@
 
 A job, its moves and the lock of every VM it moves are one Redis transaction (WATCH on
 the locks, then MULTI): a crash can never leave a lock without its move or a move
-without its job. A lock names its owner — a move id, or ``restart/<source>/<target>``
-for a failover restart, which also expires by itself — and ``sweep_locks`` frees locks
-whose owner ended or never existed. Mixed into ``Store``.
+without its job. A lock names its owner — a move id, or
+``restart/<source>/<target>/<deadline>`` for a failover restart — and ``sweep_locks``
+frees locks whose move ended or never existed (restart locks are settled by
+recovery). Mixed into ``Store``.
 """
 
 from __future__ import annotations
@@ -147,10 +148,11 @@ class JobRecords:
         move = self.find_move(owner) if owner and not owner.startswith(RESTART_LOCK) else None
         return None if move is None else move.job_id
 
-    def lock_vm(self, vm: str, owner: str, ttl_s: float) -> bool:
-        """Take ``vm``'s lock for ``owner`` for at most ``ttl_s`` (SET NX PX)."""
+    def lock_vm(self, vm: str, owner: str, ttl_s: float = 0.0) -> bool:
+        """Take ``vm``'s lock for ``owner`` (SET NX), for at most ``ttl_s`` if given."""
+        expiry = {"px": int(ttl_s * 1000)} if ttl_s > 0 else {}
         with self.r.pipeline() as pipe:
-            pipe.set(self.keys.vm_lock(vm), owner, nx=True, px=int(ttl_s * 1000))
+            pipe.set(self.keys.vm_lock(vm), owner, nx=True, **expiry)
             pipe.sadd(self.keys.vm_locks, vm)
             taken, _ = pipe.execute()
         return bool(taken)
@@ -176,7 +178,7 @@ class JobRecords:
         """Free every VM lock whose owner ended or never existed; returns those VMs.
 
         A move owner counts as ended once its move is terminal or gone, or its job is
-        gone; a restart lock expires by itself (its key has a TTL)."""
+        gone; a restart lock is settled by ``workers.recovery.settle_interrupted``."""
         freed = []
         for vm in sorted(self.r.smembers(self.keys.vm_locks)):
             owner = self.lock_owner(vm)

@@ -16,7 +16,8 @@ def open_hypervisor(driver: str, host: str, uri: str, store: Store, settings: Se
     """The adapter for ``host``; libvirt is imported only when asked for."""
     if driver == "sim":
         return SimHypervisor(store.r, store.keys, host, speed=settings.sim_speed,
-                             bandwidth_mib_s=settings.sim_bandwidth_mib_s)
+                             bandwidth_mib_s=settings.sim_bandwidth_mib_s,
+                             switch_gap_s=settings.sim_switch_gap_s)
     if driver == "libvirt":
         from workers.hypervisors.libvirt import LibvirtHypervisor
 

@@ -76,7 +76,9 @@ CONNECTION_CODES = frozenset({ERR_NO_CONNECT, ERR_INVALID_CONN, ERR_SYSTEM_ERROR
 CONNECTION_WORDS = ("client socket is closed", "connection", "keepalive", "unable to connect",
                     "cannot recv data", "cannot write data", "end of file")
 
-# virDomainState values.
+# virDomainState values, and the running reason of a copy resumed by a failed migration.
+VIR_DOMAIN_RUNNING = 1
+VIR_DOMAIN_RUNNING_MIGRATION_CANCELED = 6
 _STATES = {0: DomainState.OTHER, 1: DomainState.RUNNING, 2: DomainState.RUNNING,
            3: DomainState.PAUSED, 4: DomainState.OTHER, 5: DomainState.SHUTOFF,
            6: DomainState.CRASHED, 7: DomainState.PAUSED}
@@ -85,6 +87,11 @@ _STATES = {0: DomainState.OTHER, 1: DomainState.RUNNING, 2: DomainState.RUNNING,
 def domain_state(code: int) -> DomainState:
     """fleet's word for a ``virDomainState`` number."""
     return _STATES.get(code, DomainState.OTHER)
+
+
+def migration_cancelled(state: int, reason: int) -> bool:
+    """Whether a domain runs again because libvirt cancelled its outgoing migration."""
+    return state == VIR_DOMAIN_RUNNING and reason == VIR_DOMAIN_RUNNING_MIGRATION_CANCELED
 
 
 def _is_connection_error(code: int, message: str) -> bool:
@@ -200,11 +207,12 @@ class LibvirtHypervisor:
 
     # -- inventory ---------------------------------------------------------------
     def _info(self, dom: Any) -> DomainInfo:
-        state, _reason = dom.state()
+        state, reason = dom.state()
         _state, max_kib, _mem, vcpus, _cpu = dom.info()
         return DomainInfo(name=dom.name(), uuid=dom.UUIDString(), state=domain_state(state),
                           vcpus=int(vcpus), memory_mib=int(max_kib) // 1024,
-                          migrating=self._has_job(dom))
+                          migrating=self._has_job(dom),
+                          cancelled=migration_cancelled(int(state), int(reason)))
 
     def _has_job(self, dom: Any) -> bool:
         lib = _libvirt()
@@ -274,6 +282,12 @@ class LibvirtHypervisor:
                 dom.destroy()
 
         self._call(f"shut down {name} on {self.host}", run)
+
+    def pause(self, name: str) -> None:
+        self._call(f"pause {name} on {self.host}", lambda c: self._domain(c, name).suspend())
+
+    def resume(self, name: str) -> None:
+        self._call(f"resume {name} on {self.host}", lambda c: self._domain(c, name).resume())
 
     def healthy(self) -> bool:
         try:
