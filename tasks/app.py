@@ -3,6 +3,10 @@
 Broker and result keys sit under ``<prefix>:celery:`` (kombu's ``global_keyprefix``), so
 fleet writes nothing outside its prefix. One ``visibility_timeout`` serves broker and
 results, well above the longest migration (settings.visibility_timeout_s).
+
+A broker restart must not stop a worker: creating the app installs ``tasks.resilience``,
+and a task in flight when the connection drops keeps running (the threads pool cannot
+cancel it anyway); its move's lease and fleet's reconciler decide what became of it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from celery import Celery
 
 from fleet.settings import Settings, load_settings
 from fleet.store.keys import Keys
+from tasks import resilience
 from tasks.routing import CONTROL_QUEUE, route_task
 
 TASK_MODULES = ["tasks.host_tasks", "tasks.control_tasks", "tasks.failover_tasks"]
@@ -35,6 +40,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_routes": (route_task,),
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "task_track_started": True,
         "task_send_sent_event": True,
         "worker_send_task_events": True,
@@ -47,6 +53,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
 
 
 def create_app(settings: Settings) -> Celery:
+    resilience.install()
     app = Celery("fleet", include=TASK_MODULES)
     app.conf.update(celery_config(settings))
     return app

@@ -8,8 +8,8 @@ must not start a second copy: the monitor asks the live hosts' heartbeat reports
 * ``running_elsewhere``: the live host that reports the VM running, if any.
 * ``adopt``: move the record there (compare-and-set on the dead source) instead of a
   restart.
-* ``settle_orphans``: moves whose source is confirmed off and whose lease lapsed are
-  taken over and ended: succeeded if the destination reports the VM running, else
+* ``settle_orphans``: moves whose source is confirmed off (their runner died with it)
+  are taken over and ended: succeeded if the destination reports the VM running, else
   failed — without touching the VM record, which failover owns from then on.
 """
 
@@ -47,14 +47,15 @@ def adopt(store: Store, name: str, source: str, host: str, term: Term | None = N
 def settle_orphans(store: Store, dead: Iterable[str], reports: Reports, runner: str,
                    lease_s: float) -> list[Outcome]:
     """End every move whose source is in ``dead`` (confirmed off): pending ones fail at
-    once (a runner that claims one later finds it ended), active ones whose runner's
-    lease lapsed are settled by what the destination reports; returns what ended."""
+    once (a runner that claims one later finds it ended), active ones — whose runner
+    died with the host, whatever its lease says — are settled by what the destination
+    reports; returns what ended."""
     dead = frozenset(dead)
     settled = fail_pending(store, dead)
     for move in store.active_moves():
         if move.source not in dead:
             continue
-        taken = store.take_over(move.id, runner, lease_s)
+        taken = store.take_over(move.id, runner, lease_s, force=True)  # its runner is off
         if taken is not None:
             settled.append(_settle_orphan(store, taken, reports))
     return settled

@@ -20,6 +20,7 @@ from fleet.core.placement import pick_host
 from fleet.core.planmodel import PlacementConfig
 from fleet.store import Store
 from workers.drain import catch_up, needs_plan
+from workers.recovery import settle_interrupted
 
 log = logging.getLogger(__name__)
 Dispatch = Callable[[Move], None]
@@ -178,7 +179,8 @@ class JobService:
 
     def sweep(self, redeliver_after_s: float, pending_after_s: float = 30.0) -> None:
         """The safety net: start jobs whose start message was lost, advance every running
-        job, re-dispatch moves whose message was lost, and free orphaned VM locks."""
+        job, re-dispatch moves whose message was lost, free orphaned VM locks and settle
+        failover restarts whose holder vanished."""
         cutoff = self.clock() - pending_after_s
         for job in self.store.list_jobs(limit=1000):
             if job.state == JobState.PENDING.value and job.created_at < cutoff:
@@ -188,6 +190,7 @@ class JobService:
                 self.redeliver(job.id, redeliver_after_s)
                 self.advance(job.id)
         self.store.sweep_locks()
+        settle_interrupted(self.store)
 
     def _maybe_finish(self, job: Job) -> Job:
         moves = self.store.job_moves(job)

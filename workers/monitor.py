@@ -153,10 +153,10 @@ class Monitor:
         self.store.failover.save_state(decision.state.to_dict(), term, consumed=len(raw))
         for transition in decision.transitions:
             self._record(transition)
+        self._settle_orphans(decision.state)  # frees their VMs' locks before restarts
         for action in decision.actions:
             self._act(action)
         self._note_unplaced(decision)
-        self._settle_orphans(decision.state)
         self._guard_vms(now, hosts, obs.vms)
         return decision
 

@@ -71,10 +71,9 @@ def restart(store: Store, hv: Hypervisor, name: str, source: str,
     if not store.lock_vm(name, owner):
         return RestartResult(name, target, False,
                              f"held by {store.lock_owner(name)}; not restarted")
-    try:
-        return _restart_held(store, hv, name, source)
-    finally:
-        store.release_vm(name, owner)
+    result = _restart_held(store, hv, name, source)
+    store.release_vm(name, owner)  # not on an unexpected error: the sweep settles that
+    return result
 
 
 def _restart_held(store: Store, hv: Hypervisor, name: str, source: str) -> RestartResult:

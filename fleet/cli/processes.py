@@ -56,20 +56,34 @@ class Processes:
     def fleet(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         return self.spawn(name, [sys.executable, "-m", "fleet.cli.main", *args], env)
 
-    def start_redis(self) -> str:
-        """A private redis-server on a free loopback port; returns its URL."""
+    def start_redis(self, persist: bool = False, port: int = 0) -> str:
+        """A private redis-server on a loopback port (a free one unless given); its URL.
+
+        Its directory is ``redis-<port>`` under the log directory. With ``persist`` it
+        keeps an append-only file synced on every write, so starting it again on the same
+        port (after a crash, say) brings back every key.
+        """
         binary = shutil.which("redis-server")
         if binary is None:
             raise InvalidInput("no Redis answers and redis-server is not on PATH:"
                                " install it (apt-get install redis-server)")
-        port = free_port()
+        port = port or free_port()
         data = self.log_dir / f"redis-{port}"
         data.mkdir(parents=True, exist_ok=True)
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if persist else [
+            "--appendonly", "no"]
         self.spawn(f"redis-{port}", [binary, "--port", str(port), "--bind", "127.0.0.1",
-                                     "--save", "", "--appendonly", "no", "--dir", str(data)])
+                                     "--save", "", *aof, "--dir", str(data)])
         url = f"redis://127.0.0.1:{port}/0"
         wait_for(lambda: redis_answers(url), 10, f"redis-server on port {port}")
         return url
+
+    def named(self, name: str) -> subprocess.Popen[bytes]:
+        """The latest child started as ``name`` (Redis: ``redis-<port>``)."""
+        for child, proc in reversed(self.children):
+            if child == name:
+                return proc
+        raise InvalidInput(f"no process named {name} was started here")
 
     def stop(self, proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
         if proc.poll() is None:

@@ -1,7 +1,9 @@
 """Services of the lab beside its hosts: the bridge Redis, fleet agents and controller.
 
 Lab agents live in network namespaces and cannot reach the root namespace's loopback,
-so the lab runs its own Redis bound to the bridge address (no persistence). Agents run
+so the lab runs its own Redis bound to the bridge address. It persists like compose.yaml's
+(AOF) into ``<lab dir>/redis``, so a Redis restarted mid-drain comes back with every job,
+VM and move record; ``fleet lab down`` removes that directory with the lab. Agents run
 inside their host's namespaces, the controller in the root namespace; all get
 ``FLEET_REDIS_URL`` of that Redis and ``FLEET_PREFIX`` of the lab.
 """
@@ -28,13 +30,16 @@ def lab_redis_answers(cfg: LabConfig) -> bool:
 
 
 def ensure_redis(cfg: LabConfig, pid: int) -> int:
-    """The lab's Redis on the bridge address (started unless ``pid`` is alive)."""
+    """The lab's Redis on the bridge address (started unless ``pid`` is alive).
+
+    Append-only file on, as in compose.yaml: a restart on the same directory reloads it.
+    """
     if alive(pid) and lab_redis_answers(cfg):
         return pid
     data = cfg.path / "redis"
     data.mkdir(parents=True, exist_ok=True)
     argv = ["redis-server", "--bind", cfg.bridge_address, "--port", str(cfg.redis_port),
-            "--dir", str(data), "--save", "", "--appendonly", "no", "--protected-mode", "no",
+            "--dir", str(data), "--appendonly", "yes", "--protected-mode", "no",
             "--daemonize", "no"]
     pid = spawn(argv, cfg.log_dir / "redis.log")
     wait_until(lambda: lab_redis_answers(cfg) or not alive(pid), 10.0, "the lab's Redis")

@@ -250,14 +250,16 @@ class Store(Capacity, JobRecords):
 
         return self._write_move(move_id, mutate, state)
 
-    def take_over(self, move_id: str, runner: str, lease_s: float) -> Move | None:
-        """Take a move whose lease expired (its runner vanished) with a fresh token."""
+    def take_over(self, move_id: str, runner: str, lease_s: float, force: bool = False,
+                  ) -> Move | None:
+        """Take a move whose lease expired (its runner vanished) with a fresh token;
+        ``force``: whatever its lease says (its runner's host is confirmed off)."""
         token = uuid.uuid4().hex
 
         def mutate(move: Move) -> Move | None:
             if MoveState(move.state) not in ACTIVE_MOVE_STATES:
                 return None
-            if move.lease_until > self.clock():
+            if move.lease_until > self.clock() and not force:
                 return None
             move.token, move.runner = token, runner
             move.lease_until = self.clock() + lease_s

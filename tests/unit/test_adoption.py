@@ -61,12 +61,14 @@ def test_an_orphaned_move_that_did_not_switch_over_fails_and_leaves_the_record(
     assert fleet3.claimed("h2") == (0, 0)
 
 
-def test_moves_of_live_sources_or_held_leases_are_left_alone(fleet3: Store) -> None:
+def test_moves_of_live_sources_are_left_alone_and_a_dead_sources_lease_is_moot(
+        fleet3: Store) -> None:
     move = _orphan(fleet3)
     assert settle_orphans(fleet3, ["h3"], {}, "monitor:m", 5) == []  # h1 is not dead
-    assert fleet3.take_over(move.id, "h1/reconciler", lease_s=30) is not None
-    assert settle_orphans(fleet3, ["h1"], {}, "monitor:m", 5) == []  # lease held
     assert fleet3.get_move(move.id).state == "migrating"
+    assert fleet3.take_over(move.id, "h1/reconciler", lease_s=30) is not None
+    (outcome,) = settle_orphans(fleet3, ["h1"], {}, "monitor:m", 5)  # its holder is off
+    assert outcome.state == "failed" and fleet3.owning_job("vm1") is None
 
 
 def test_a_move_that_never_started_migrating_fails_even_if_the_vm_runs_there(

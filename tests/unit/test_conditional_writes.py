@@ -103,3 +103,30 @@ def test_a_drain_waits_for_a_vm_on_its_way_and_then_moves_it_too(fleet3: Store) 
     job = svc.advance(drain.id)
     assert [m.vm for m in sent] == ["vm1"] and sent[0].destination in ("h1", "h3")
     assert job.state == "running"
+
+
+def test_an_interrupted_restart_goes_back_to_failover_and_a_finished_one_stays(
+        fleet3: Store) -> None:
+    """Case 6: the restarting agent died between moving the record and starting it."""
+    from fleet.core.hypervisor import DomainSpec
+    from fleet.store.jobs import restart_owner
+    from workers.heartbeat import beat_once
+    from workers.hypervisors.sim import SimHypervisor
+    from workers.recovery import move_record, settle_interrupted
+
+    owner = restart_owner("h1", "h2") + f"/{fleet3.clock() + 60:.3f}"
+    assert fleet3.lock_vm("vm1", owner)
+    assert move_record(fleet3, "vm1", "h1", "h2") is not None
+    assert settle_interrupted(fleet3) == []  # its holder may still be at work
+    fleet3.r.set(fleet3.keys.vm_lock("vm1"), restart_owner("h1", "h2") + "/1.000")
+    JobService(fleet3, lambda m: None).sweep(60)
+    vm = fleet3.get_vm("vm1")
+    assert (vm.host, vm.state) == ("h1", "down")  # a failover candidate again
+    assert fleet3.lock_owner("vm1") is None
+    h3 = SimHypervisor(fleet3.r, fleet3.keys, "h3")
+    assert move_record(fleet3, "vm1", "h1", "h3") is not None
+    h3.start(DomainSpec.of(fleet3.get_vm("vm1")))
+    beat_once(fleet3, h3, "h3/test", ttl_s=5)
+    assert fleet3.lock_vm("vm1", restart_owner("h1", "h3") + "/1.000")
+    assert settle_interrupted(fleet3) == ["vm1"]
+    assert (fleet3.get_vm("vm1").host, fleet3.get_vm("vm1").state) == ("h3", "running")
