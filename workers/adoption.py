@@ -55,6 +55,8 @@ def settle_orphans(store: Store, dead: Iterable[str], reports: Reports, runner: 
     for move in store.active_moves():
         if move.source not in dead:
             continue
+        if move.destination and move.destination not in reports:
+            continue  # settled once the destination's fresh report says where the VM is
         taken = store.take_over(move.id, runner, lease_s, force=True)  # its runner is off
         if taken is not None:
             settled.append(_settle_orphan(store, taken, reports))

@@ -40,6 +40,8 @@ class JobRecords:
     r: Any
     keys: Keys
     clock: Callable[[], float]
+    ids: Callable[[], str] = staticmethod(new_id)
+    """Makes job and move ids (random; a deterministic one in tests that replay)."""
 
     def emit(self, job_id: str, kind: str, /, **fields: Any) -> None:
         raise NotImplementedError
@@ -60,11 +62,11 @@ class JobRecords:
         ``Conflict`` names the job that owns it.
         """
         now = self.clock()
-        job = Job(id=new_id(), kind=kind.value, requested_by=requested_by, target=target,
+        job = Job(id=self.ids(), kind=kind.value, requested_by=requested_by, target=target,
                   concurrency=concurrency, created_at=now)
         move_list = list(moves)
         for move in move_list:
-            move.id, move.job_id, move.created_at = new_id(), job.id, now
+            move.id, move.job_id, move.created_at = self.ids(), job.id, now
         job.moves = [m.id for m in move_list]
         busy = self._write_atomically(move_list, [],
                                       lambda _pipe: lambda pipe: self._queue_job(pipe, job, now))
@@ -121,7 +123,7 @@ class JobRecords:
         another job is moving gets a failed move saying so (nothing is locked for it)."""
         now, added = self.clock(), list(moves)
         for move in added:
-            move.id, move.job_id, move.created_at = new_id(), job_id, now
+            move.id, move.job_id, move.created_at = self.ids(), job_id, now
         job_key = self.keys.job(job_id)
 
         def extend(watching: Any) -> Callable[[Any], None]:

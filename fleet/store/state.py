@@ -42,10 +42,13 @@ def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
 class Store(Capacity, JobRecords):
     """Typed access to fleet's records under one key prefix."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, clock: Clock = time.time) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, clock: Clock = time.time,
+                 ids: Callable[[], str] | None = None) -> None:
         self.r: Any = client  # decode_responses=True: every reply is str
         self.keys = keys
         self.clock = clock
+        if ids is not None:
+            self.ids = ids
         self.journal = Journal(client, keys, self.now)
         self.failover = FailoverStore(client, keys)
 

@@ -9,6 +9,7 @@ every record names where its VM runs (or says it runs nowhere).
 
 from __future__ import annotations
 
+import threading
 from contextlib import suppress
 from typing import Any, ClassVar
 
@@ -42,7 +43,7 @@ from workers.runner import MigrationRunner
 from workers.vmpower import start_in_place
 
 Message = tuple[str, str, str]  # kind, id, host that consumes it ("" for the controller)
-CRASHES = st.sampled_from(["", "", "migrate_start", "migrate_end"])
+CRASHES = st.sampled_from(["", "", "migrate_start", "migrate_end", "hold", "hold"])
 FAULTS = st.sampled_from(["", "", "before", "after", "both"])
 
 
@@ -56,6 +57,10 @@ class FleetMachine(RuleBasedStateMachine):
         self.store, self.world, self.now = new_fleet(self.url)
         self.msgs: list[Message] = []
         self.stale: list[Move] = []
+        self.held: threading.Thread | None = None
+        self.held_move: Message = ("", "", "")
+        self.held_fault = ""
+        self.held_error: list[Exception] = []
         self.svc = JobService(self.store, self._dispatch, clock=self._clock,
                               planner=DrainPlanner(self.store, PlacementConfig()))
         self._beat()
@@ -122,11 +127,50 @@ class FleetMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, 50), crash=CRASHES, fault=FAULTS)
     def deliver(self, i: int, crash: str, fault: str) -> None:
         ready = [k for k, m in enumerate(self.msgs) if m[2] not in self.world.off]
-        if ready:
-            self.world.crash, self.world.fault = crash, fault
-            self._consume(self.msgs.pop(ready[i % len(ready)]))
-            self.world.crash = self.world.fault = ""
-            self._beat()
+        if not ready:
+            return
+        msg = self.msgs.pop(ready[i % len(ready)])
+        if crash == "hold" and msg[0] == "migrate" and self.held is None:
+            self._hold(msg, fault)
+            return
+        self.world.crash, self.world.fault = ("" if crash == "hold" else crash), fault
+        self._consume(msg)
+        self.world.crash = self.world.fault = ""
+        self._beat()
+
+    def _hold(self, msg: Message, fault: str) -> None:
+        """Run this migration in a thread that waits inside libvirt's call until
+        ``release`` (a slow migration while other steps go on)."""
+        self.world.gate.clear()
+        self.world.arrived.clear()
+        self.world.crash, self.world.kill_held = "hold", False
+        self.held_move, self.held_fault = msg, fault
+        self.held = threading.Thread(target=self._consume_held, args=(msg,), daemon=True)
+        self.held.start()
+        while not self.world.arrived.is_set() and self.held.is_alive():
+            self.world.arrived.wait(0.01)
+        self.world.crash = ""  # consumed, or the runner ended before migrating
+
+    def _consume_held(self, msg: Message) -> None:
+        try:
+            self._consume(msg)
+        except Exception as exc:  # re-raised by ``release`` in the test's own thread
+            self.held_error.append(exc)
+
+    @precondition(lambda self: self.held is not None)
+    @rule()
+    def release(self) -> None:
+        """The slow migration ends; its runner goes on from there."""
+        held, self.held = self.held, None
+        assert held is not None
+        self.world.fault = self.held_fault
+        self.world.gate.set()
+        held.join(30)
+        assert not held.is_alive(), "a runner did not finish"
+        if self.held_error:
+            raise self.held_error.pop()
+        self.world.fault = ""
+        self._beat()
 
     def _consume(self, msg: Message) -> None:
         kind, key, host = msg
@@ -188,7 +232,9 @@ class FleetMachine(RuleBasedStateMachine):
 
     @rule(host=st.sampled_from(HOSTS))
     def reconcile(self, host: str) -> None:
-        if host in self.world.off:
+        """The host's reconciler; one that is following a slow migration of this host
+        waits for it (held migrations report no job, so it is left out meanwhile)."""
+        if host in self.world.off or (self.held and self.held_move[2] == host):
             return
         rec = Reconciler(self.store, {host: self.hv(host)}, self._locate, SETTINGS,
                          f"{host}/reconciler", sleep=lambda s: None, clock=self._clock)
@@ -209,6 +255,9 @@ class FleetMachine(RuleBasedStateMachine):
     @rule(host=st.sampled_from(HOSTS))
     def power_loss(self, host: str) -> None:
         """The host dies and is fenced (power-off confirmed) at once."""
+        if self.held is not None and self.held_move[2] == host:
+            self.world.kill_held = True  # its runner dies with the host
+            self.release()
         self.world.power_off(host)
         self.store.set_host_state(host, "fenced")
         self._beat()
@@ -287,6 +336,8 @@ class FleetMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
+            if self.held is not None:
+                self.release()
             self._quiesce()
             self._check_settled()
         finally:

@@ -13,6 +13,7 @@ that steps deliver, lose or deliver twice. The clock is a number the steps move 
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -54,7 +55,10 @@ class World:
         default_factory=lambda: {h: {} for h in HOSTS})
     off: set[str] = field(default_factory=set)
     fault: str = ""  # "" | before | after | both: how the next migration ends
-    crash: str = ""  # "" | migrate_start | migrate_end | start: where the caller dies
+    crash: str = ""  # "" | migrate_start | migrate_end | start | hold (see ``migrate``)
+    gate: threading.Event = field(default_factory=threading.Event)
+    arrived: threading.Event = field(default_factory=threading.Event)
+    kill_held: bool = False  # the held migration's host lost power meanwhile
 
     def running(self, vm: str) -> list[str]:
         return [h for h, doms in self.domains.items()
@@ -123,8 +127,16 @@ class StepHypervisor:
         self._set(name, S)
 
     def migrate(self, name: str, target: MigrationTarget, params: MigrationParams) -> None:
-        if self.world.take("crash") == "migrate_start":
+        """Instant, unless ``hold``: then the migration waits until the world's gate
+        opens, while other steps run (a slow migration)."""
+        crash = self.world.take("crash")
+        if crash == "migrate_start":
             raise Crash("the agent died as the migration began")
+        if crash == "hold":
+            self.world.arrived.set()
+            self.world.gate.wait(30)
+            if self.world.kill_held:
+                raise Crash("the host lost power during the migration")
         source = self.lookup(name)
         fault = self.world.take("fault")
         there = self.world.domains[target.host]
@@ -166,7 +178,9 @@ def new_fleet(url: str) -> tuple[Store, World, list[float]]:
 
     now = [1000.0]
     client = redis.Redis.from_url(url, decode_responses=True)
-    store = Store(client, Keys(f"il{next(_prefixes)}"), clock=lambda: now[0])
+    serial = itertools.count()
+    store = Store(client, Keys(f"il{next(_prefixes)}"), clock=lambda: now[0],
+                  ids=lambda: f"{next(serial):016x}")
     world = World()
     for name in HOSTS:
         store.put_host(Host(name, vcpus=16, memory_mib=HOST_MEMORY))

@@ -67,7 +67,7 @@ def test_moves_of_live_sources_are_left_alone_and_a_dead_sources_lease_is_moot(
     assert settle_orphans(fleet3, ["h3"], {}, "monitor:m", 5) == []  # h1 is not dead
     assert fleet3.get_move(move.id).state == "migrating"
     assert fleet3.take_over(move.id, "h1/reconciler", lease_s=30) is not None
-    (outcome,) = settle_orphans(fleet3, ["h1"], {}, "monitor:m", 5)  # its holder is off
+    (outcome,) = settle_orphans(fleet3, ["h1"], {"h2": {}}, "monitor:m", 5)  # holder off
     assert outcome.state == "failed" and fleet3.owning_job("vm1") is None
 
 
