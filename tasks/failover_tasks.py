@@ -30,10 +30,16 @@ register("lab", LabFenceAgent)
 def fence_host(host: str, attempt: int, timeout_s: float, epoch: int = 0) -> dict[str, Any]:
     """Power ``host`` off and confirm it (attempt ``attempt``); the monitor gets the result.
 
-    ``epoch`` is the leadership term of the monitor that decided the fence (0: unknown);
-    it is carried for the fence to be checked against the current term, not yet used.
+    ``epoch`` is the leadership term of the monitor that decided the fence (0: unknown).
+    A fence decided under a term that has since ended is skipped: the new leader decides
+    again from the state it inherited (and sends its own fence if the host is fencing).
     """
     rt = runtime()
+    if rt.store.failover.superseded(epoch):
+        detail = f"decided under monitor epoch {epoch}, a newer term leads; skipped"
+        rt.store.emit(rt.store.failover.job(host) or "", "host.fence_skipped", host=host,
+                      attempt=attempt, detail=detail)
+        return {"host": host, "ok": False, "detail": detail, "skipped": True}
     agent = agent_for(host, rt.settings.fence)
     outcome = run_fence(agent, host, timeout_s)
     result = outcome.event()

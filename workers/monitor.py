@@ -235,10 +235,17 @@ class Monitor:
     def _adopted(self, action: Recover) -> bool:
         """Instead of a restart: the VM already runs on a live host (its migration had
         switched over when the source died), so the record follows it there."""
-        host = running_elsewhere(self._fresh_reports(), action.vm, action.source)
-        if host is None or not adopt(self.store, action.vm, action.source, host, self._term):
-            return False
-        detail = f"running on {host} (found there, not restarted)"
+        vm = self.store.find_vm(action.vm)
+        recorded = vm.host if vm is not None else action.source
+        if recorded != action.source:  # settled this round (an orphaned move) or since
+            host: str | None = recorded
+            detail = f"recorded on {recorded} since; not restarted"
+        else:
+            host = running_elsewhere(self._fresh_reports(), action.vm, action.source)
+            if host is None or not adopt(self.store, action.vm, action.source, host,
+                                         self._term):
+                return False
+            detail = f"running on {host} (found there, not restarted)"
         self.store.emit(self.store.failover.job(action.source) or "", "vm.adopted",
                         vm=action.vm, source=action.source, host=host)
         self._outcome(action.source, action.vm, detail)

@@ -145,6 +145,24 @@ def hypervisors(cfg: LabConfig, hosts: Iterable[str] | None = None,
     return {h: LibvirtHypervisor(h, cfg.uri(h)) for h in (hosts or cfg.host_names())}
 
 
+def running_copies(cfg: LabConfig, names: Iterable[str],
+                   ) -> tuple[dict[str, list[str]], list[str]]:
+    """Each guest of ``names`` -> the hosts where libvirt says it runs, and the hosts
+    whose libvirt did not answer."""
+    where: dict[str, list[str]] = {name: [] for name in names}
+    silent = []
+    for host, hv in hypervisors(cfg).items():
+        try:
+            for dom in hv.list_domains():
+                if dom.name in where and dom.state.value == RUNNING:
+                    where[dom.name].append(host)
+        except HypervisorError:
+            silent.append(host)
+        finally:
+            hv.close()
+    return where, silent
+
+
 @dataclass(frozen=True)
 class Sample:
     """Where each watched guest ran at one instant (monotonic time)."""
@@ -281,7 +299,8 @@ def _await(moment: Moment, src: LibvirtHypervisor, name: str, look: Callable[[st
         wait_until(lambda: look(destination) == RUNNING or look(source) in GONE, 10.0, what,
                    interval_s=0.0)
     else:
-        wait_until(lambda: look(source) in GONE, 10.0, what, interval_s=0.0)
+        wait_until(lambda: (look(destination), look(source))[1] in GONE, 10.0, what,
+                   interval_s=0.0)
 
 
 def _copied(src: LibvirtHypervisor, name: str) -> float:

@@ -66,6 +66,11 @@ class FailoverStore:
         """The current term, or None while nobody leads."""
         return Term.decode(self.r.get(self.keys.monitor_lease))
 
+    def superseded(self, epoch: int) -> bool:
+        """Whether a term newer than ``epoch`` has begun (0: an unknown term, never)."""
+        newest = self.r.get(self.keys.monitor_epoch)
+        return bool(epoch) and newest is not None and int(newest) > epoch
+
     def claim(self, me: str, ttl_s: float) -> Term | None:
         """Renew ``me``'s lease or take a lapsed one; None while another holds it."""
         raw = self._claim(keys=[self.keys.monitor_lease, self.keys.monitor_epoch],

@@ -152,3 +152,27 @@ def test_a_leader_that_stops_renewing_loses_the_lease_after_the_ttl(
     with pytest.raises(LostLease):
         a.store.failover.save_state({}, first)
     assert b.store.failover.load_state() != {}
+
+
+def test_a_fence_decided_under_an_ended_term_is_skipped(redis_url: str, prefix: str) -> None:
+    """A fence message of epoch 1 that arrives once epoch 2 has begun powers nothing off:
+    the new leader decided again and sent its own."""
+    from tasks.failover_tasks import fence_host
+    from tasks.runtime import configure
+
+    store = Store.connect(redis_url, prefix)
+    first = store.failover.claim("a", 0.05)
+    assert first is not None and not store.failover.superseded(first.epoch)
+    time.sleep(0.1)  # a's lease lapses
+    second = store.failover.claim("b", 30.0)
+    assert second is not None and second.epoch > first.epoch
+    assert store.failover.superseded(first.epoch)
+    assert not store.failover.superseded(second.epoch) and not store.failover.superseded(0)
+
+    settings = load_settings(redis_url=redis_url, prefix=prefix)
+    configure(settings)
+    result = fence_host.run("h1", 1, 0.5, epoch=first.epoch)
+    assert result["skipped"] is True and result["ok"] is False
+    assert store.failover.peek() == []  # no fence result reaches the monitor
+    kinds = [e["kind"] for _, e in store.journal.audit()]
+    assert "host.fence_skipped" in kinds and "host.fenced" not in kinds
