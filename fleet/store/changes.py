@@ -9,9 +9,12 @@ placement state (the controller) follows the stream instead of rebuilding.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
+from fleet.core.models import VM
 from fleet.store.keys import Keys
+from fleet.store.records import Guard, cas
 
 CHANGES_MAXLEN = 100_000
 
@@ -35,3 +38,19 @@ def changed(pipe: Any, keys: Keys, kind: str, **data: Any) -> None:
 
 def parse(fields: dict[str, str]) -> tuple[str, dict[str, Any]]:
     return fields["kind"], dict(json.loads(fields["data"]))
+
+
+def cas_vm(client: Any, keys: Keys, name: str, mutate: Callable[[VM], VM | None],
+           guard: Guard | None = None) -> VM | None:
+    """Compare-and-set VM record ``name`` (None: absent, or ``mutate`` declined): every
+    write raises the record's ``version`` and enters the change stream; ``guard`` as in
+    ``cas``."""
+    def versioned(vm: VM) -> VM | None:
+        version = vm.version
+        new = mutate(vm)
+        if new is not None:
+            new.version = version + 1
+        return new
+
+    return cas(client, keys.vm(name), VM, versioned, guard=guard,
+               extra=lambda pipe, vm: changed(pipe, keys, "vm", record=vm.to_dict()))

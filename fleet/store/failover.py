@@ -20,7 +20,7 @@ import redis
 
 from fleet.core.lease import SEPARATOR, LostLease, Term, ttl_ms
 from fleet.core.models import VM, Host, Job
-from fleet.store.changes import changed
+from fleet.store.changes import cas_vm, changed
 from fleet.store.keys import Keys
 from fleet.store.records import Guard, GuardFailed, cas, dump, watch
 
@@ -158,17 +158,8 @@ class FailoverStore:
     def cas_vm(self, name: str, mutate: Callable[[VM], VM | None], term: Term) -> VM | None:
         """``Store.cas_vm`` under ``term``: compare-and-set a VM record, raising its
         ``version`` (None: absent, or declined)."""
-        def versioned(vm: VM) -> VM | None:
-            version = vm.version
-            new = mutate(vm)
-            if new is not None:
-                new.version = version + 1
-            return new
-
         with _lost(term):
-            return cas(self.r, self.keys.vm(name), VM, versioned, guard=self.guard(term),
-                       extra=lambda pipe, vm: changed(pipe, self.keys, "vm",
-                                                      record=vm.to_dict()))
+            return cas_vm(self.r, self.keys, name, mutate, guard=self.guard(term))
 
     def update_job(self, job_id: str, mutate: Callable[[Job], Job | None],
                    term: Term) -> Job | None:

@@ -19,7 +19,7 @@ from fleet.core.errors import NotFound
 from fleet.core.lifecycle import ACTIVE_MOVE_STATES, can_move
 from fleet.core.models import VM, Host, Job, Move, MoveState
 from fleet.store.capacity import Capacity
-from fleet.store.changes import changed
+from fleet.store.changes import cas_vm, changed
 from fleet.store.failover import FailoverStore
 from fleet.store.jobs import JobRecords
 from fleet.store.journal import Journal
@@ -150,15 +150,7 @@ class Store(Capacity, JobRecords):
     def cas_vm(self, name: str, mutate: Callable[[VM], VM | None]) -> VM | None:
         """Compare-and-set a VM record (None: absent, or ``mutate`` declined); every
         write raises the record's ``version``."""
-        def versioned(vm: VM) -> VM | None:
-            version = vm.version
-            new = mutate(vm)
-            if new is not None:
-                new.version = version + 1
-            return new
-
-        return cas(self.r, self.keys.vm(name), VM, versioned,
-                   extra=lambda pipe, vm: changed(pipe, self.keys, "vm", record=vm.to_dict()))
+        return cas_vm(self.r, self.keys, name, mutate)
 
     def place_vm(self, name: str, host: str, state: str, *, on: str,
                  states: Collection[str] = ()) -> VM | None:
