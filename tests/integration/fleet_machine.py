@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from fleet.core.errors import FleetError
+from fleet.core.hypervisor import STOPPED_DOMAIN
 from fleet.core.models import Host, HostState, JobKind, Move, MoveState, VMState
 from fleet.core.planmodel import PlacementConfig
+from fleet.store import Store
 from fleet.store.jobs import RESTART_LOCK
 from tests.integration.interleavings import (
     HOST_MEMORY,
@@ -28,7 +30,9 @@ from tests.integration.interleavings import (
     Crash,
     StepHypervisor,
     live_hosts,
+    lock_owners,
     new_fleet,
+    purge,
     settled_ok,
     vm_states,
 )
@@ -61,6 +65,7 @@ class FleetMachine(RuleBasedStateMachine):
         self.held_move: Message = ("", "", "")
         self.held_fault = ""
         self.held_error: list[Exception] = []
+        self.beats_sent: list[tuple[Any, ...]] = []
         self.svc = JobService(self.store, self._dispatch, clock=self._clock,
                               planner=DrainPlanner(self.store, PlacementConfig()))
         self._beat()
@@ -79,11 +84,19 @@ class FleetMachine(RuleBasedStateMachine):
         return self.hv(host.name)
 
     def _beat(self) -> None:
-        for host in HOSTS:
-            if host in self.world.off:
-                self.store.r.delete(self.store.keys.heartbeat(host))
-            else:
-                beat_once(self.store, self.hv(host), f"{host}/agent", ttl_s=3600)
+        """Every agent's heartbeat (none from a host without power), sent together; a
+        batch equal to the last one sent is not sent again (only ``_beat`` writes them)."""
+        with self.store.r.pipeline(transaction=False) as pipe:
+            beats = Store(pipe, self.store.keys, clock=self._clock)
+            for host in HOSTS:
+                if host in self.world.off:
+                    pipe.delete(self.store.keys.heartbeat(host))
+                else:
+                    beat_once(beats, self.hv(host), f"{host}/agent", ttl_s=3600)
+            sent = [args for args, _ in pipe.command_stack]
+            if sent != self.beats_sent:
+                pipe.execute()
+                self.beats_sent = sent
 
     def _advance(self, job_id: str) -> None:
         self.msgs.append(("advance", job_id, ""))
@@ -243,11 +256,14 @@ class FleetMachine(RuleBasedStateMachine):
 
     @rule()
     def agents_look_after_their_hosts(self) -> None:
+        """Each live host's stray sweep, then its VM guard's start of every stopped domain
+        (``start_in_place`` changes nothing unless the domain here is stopped: it checks
+        that the record names this host and says ``running``, and that no job holds it)."""
         for host in live_hosts(self.store, self.world):
             sweep_strays(self.store, self.hv(host))
-            for vm in self.store.list_vms():
-                if vm.host == host and vm.state == VMState.RUNNING.value:
-                    start_in_place(self.store, self.hv(host), vm.name, 1)  # the VM guard
+            for vm, dom in sorted(self.world.domains[host].items()):
+                if dom.state in STOPPED_DOMAIN:
+                    start_in_place(self.store, self.hv(host), vm, 1)  # the VM guard
         self._beat()
 
     # -- power and failover -------------------------------------------------------------
@@ -325,12 +341,10 @@ class FleetMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_lock_has_a_live_owner(self) -> None:
-        for vm in VMS:
-            owner = self.store.lock_owner(vm)
-            if owner is None or owner.startswith(RESTART_LOCK):
+        for vm, (owner, move, job_exists) in lock_owners(self.store).items():
+            if owner.startswith(RESTART_LOCK):
                 continue
-            move = self.store.find_move(owner)
-            assert move is not None and self.store.find_job(move.job_id) is not None, owner
+            assert move is not None and job_exists, owner
             if move.terminal:  # only between a move's end and its lock's release
                 assert self.store.sweep_locks() and self.store.lock_owner(vm) is None
 
@@ -341,7 +355,7 @@ class FleetMachine(RuleBasedStateMachine):
             self._quiesce()
             self._check_settled()
         finally:
-            self.store.purge()
+            purge(self.store)
 
     def _quiesce(self) -> None:
         """Let every message arrive and every sweeper run until nothing changes."""
@@ -366,7 +380,8 @@ class FleetMachine(RuleBasedStateMachine):
     def _check_settled(self) -> None:
         jobs = {j.id: j.state for j in self.store.list_jobs(limit=1000)}
         assert all(s in ("succeeded", "failed", "cancelled") for s in jobs.values()), jobs
-        locks = {vm: self.store.lock_owner(vm) for vm in VMS}
+        locks = dict(zip(VMS, self.store.r.mget([self.store.keys.vm_lock(vm) for vm in VMS]),
+                         strict=True))
         assert not any(locks.values()), locks
         records = vm_states(self.store)
         for vm in VMS:

@@ -295,3 +295,51 @@ def test_a_vm_that_switched_over_before_its_source_died_is_adopted_not_restarted
     assert c.where("ha-mv") == ["h5"]
     wait_for(lambda: c.store.get_job(job.id).terminal, 30, "the migrate job to end")
     assert c.store.get_job(job.id).state == "succeeded"
+
+
+def _queued(c: Cluster, queue: str) -> int:
+    """Messages waiting in Celery queue ``queue`` (kombu keeps each queue in a list)."""
+    return int(c.store.r.llen(c.store.keys.celery + queue))
+
+
+def test_a_move_dispatched_before_its_source_was_fenced_does_nothing_later(
+        failover: Cluster) -> None:
+    """ha-late's move w4→h5 is dispatched while w4's agent is dead, so its message waits
+    in w4's queue. w4 loses power, is fenced, and ha-late restarts elsewhere. When w4 is
+    back (powered on, activated, agent started) the agent consumes the old message: the
+    move already failed when w4 was fenced, so nothing is recorded or started on w4 and
+    ha-late keeps running once, where failover put it."""
+    c = failover
+    c.store.put_host(Host("w4", vcpus=16, memory_mib=65536))
+    c.start_agent("w4", "w4")
+    wait_for(lambda: c.store.heartbeat("w4") is not None, 30, "w4's agent")
+    c.add_vm("ha-late", "w4", memory_mib=256)
+    c.store.update_vm("ha-late", ha=True)
+    c.agents["w4"].send_signal(signal.SIGKILL)
+    c.agents["w4"].wait(10)
+    done = c.fleet("vm", "migrate", "ha-late", "--to", "h5")
+    assert done.returncode == 0, done.stderr
+    job = c.store.get_job(done.stdout.strip())
+    wait_for(lambda: _queued(c, "host.w4") == 1, 30, "the move's message in w4's queue")
+    (move,) = c.store.job_moves(job)
+    c.sim("w4").power_off()
+    wait_for(lambda: _restarted(c, ["ha-late"], "w4"), 60, "ha-late restarted elsewhere")
+    wait_for(lambda: c.store.get_move(move.id).terminal, 30, "the move to end")
+    assert c.store.get_move(move.id).state == "failed"
+    assert "fenced" in c.store.get_move(move.id).error
+    home = c.store.get_vm("ha-late").host
+
+    c.sim("w4").power_on()
+    back = c.fleet("host", "activate", "w4")
+    assert back.returncode == 0, back.stderr
+    c.start_agent("w4", "w4")
+    wait_for(lambda: _queued(c, "host.w4") == 0, 30, "w4's agent to take the old message")
+    time.sleep(3)  # the message's task, a guard round and a stray sweep have run by now
+    vm = c.store.get_vm("ha-late")
+    assert (vm.host, vm.state) == (home, "running")
+    running = [h.name for h in c.store.list_hosts()
+               if any(d.name == "ha-late" and d.state.value == "running"
+                      for d in c.sim(h.name).list_domains())]
+    assert running == [home]
+    assert c.store.get_move(move.id).state == "failed"
+    assert c.store.get_job(job.id).terminal

@@ -160,3 +160,20 @@ def _answers(scrape: object) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_a_job_whose_start_message_was_lost_is_started_by_the_sweeper(
+        cluster: Cluster) -> None:
+    """The CLI wrote the job (moves and VM lock in one step) and died before sending
+    ``fleet.job.start``: the controller's sweeper starts it once it has been pending for
+    ``FLEET_PENDING_JOB_AFTER_S``, and the VM moves."""
+    cluster.add_vm("lost-1", "h1", memory_mib=512, dirty=5)
+    job = cluster.store.create_move_job(JobKind.MIGRATE, "cli:test",
+                                        [Move("", "", "lost-1", "h1", target="h2")])
+    assert job.state == "pending" and cluster.store.lock_owner("lost-1")
+    wait_for(lambda: cluster.store.get_job(job.id).terminal, 60, "the job to start and end")
+    assert cluster.store.get_job(job.id).state == "succeeded"
+    assert cluster.where("lost-1") == ["h2"] and cluster.store.get_vm("lost-1").host == "h2"
+    kinds = [e["kind"] for _, e in cluster.store.events(job.id)]
+    assert kinds.count("job.start_recovered") == 1
+    assert cluster.store.lock_owner("lost-1") is None
