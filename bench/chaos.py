@@ -337,7 +337,7 @@ def _run(cfg: LabConfig, scenario: Scenario) -> Result:
     time.sleep(BOOT_S)
     before, since = {j.id for j in run.store.list_jobs(1000)}, run.store.now()
     with CopyWatch(cfg, list(run.guests), interval_s=0.1) as watch:
-        run.watch = watch
+        run.watch, fault_at = watch, time.monotonic()
         try:
             scenario.fault(run)
         except Exception as exc:  # a fault that could not be placed is a note, not a crash
@@ -348,6 +348,9 @@ def _run(cfg: LabConfig, scenario: Scenario) -> Result:
                    "", fail=False, interval_s=1.0)
         lost, wrong = judge(run)
     run.notes += happenings(run.store, since)
+    run.notes += [f"{name} ran on {'+'.join(sorted(hosts))} {start - fault_at:+.1f} s after"
+                  f" the fault for {end - start:.2f} s"
+                  for name in run.guests for start, end, hosts in watch.overlaps(name)]
     two = max((watch.two_copies_s(n) for n in run.guests), default=0.0)
     return Result(scenario.name, lost, round(two, 2), wrong, run.notes)
 

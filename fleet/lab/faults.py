@@ -210,10 +210,20 @@ class CopyWatch:
                 hv.close()
 
     def _sample(self, hvs: dict[str, LibvirtHypervisor]) -> Sample:
+        """Hosts are read one after another, so a switch-over between two reads would
+        look like two copies: a guest seen on several hosts counts there only if the
+        hosts read before the last one still run it when read again (it then ran on all
+        of them at that last read)."""
         running: dict[str, set[str]] = {name: set() for name in self.names}
-        for host, hv in hvs.items():
-            for name in self._running_on(host, hv):
+        order = list(hvs)
+        for host in order:
+            for name in self._running_on(host, hvs[host]):
                 running[name].add(host)
+        for name, hosts in running.items():
+            if len(hosts) >= 2:
+                last = max(hosts, key=order.index)
+                running[name] = {last} | {h for h in hosts - {last}
+                                          if name in self._running_on(h, hvs[h])}
         return Sample(time.monotonic(), {n: frozenset(h) for n, h in running.items()})
 
     def _running_on(self, host: str, hv: LibvirtHypervisor) -> set[str]:
@@ -234,6 +244,19 @@ class CopyWatch:
             if len(one.running.get(name, ())) >= 2:
                 total += following.at - one.at
         return total
+
+    def overlaps(self, name: str) -> list[tuple[float, float, frozenset[str]]]:
+        """The spans in which ``name`` ran on two or more hosts: (from, to, hosts)."""
+        spans: list[tuple[float, float, frozenset[str]]] = []
+        for one, following in pairwise(self.samples):
+            hosts = one.running.get(name, frozenset())
+            if len(hosts) < 2:
+                continue
+            if spans and spans[-1][1] == one.at and spans[-1][2] == hosts:
+                spans[-1] = (spans[-1][0], following.at, hosts)
+            else:
+                spans.append((one.at, following.at, hosts))
+        return spans
 
     def ran_on(self, name: str, host: str, since: float = 0.0) -> bool:
         """Whether ``name`` was sampled running on ``host`` at or after ``since``."""
