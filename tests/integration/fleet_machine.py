@@ -2,9 +2,16 @@
 ``interleavings``): operators, controller, runners, reconcilers, failover, the VM guard
 and the sweepers take steps in any order, with crashes, lost and duplicate messages,
 stale reads and libvirt's late faults. After every step: at most one running copy per
-VM, no host over capacity, no VM lock without a live owner. At the end, once every
-message was delivered and every sweeper ran: every job is terminal, no lock is held and
-every record names where its VM runs (or says it runs nowhere).
+VM, no host over capacity, no VM lock without a live owner; after a controller's write
+on a stale read, a move that went on since the read (claimed or ended) is unchanged.
+At the end, once every message was delivered and every sweeper ran: every job is
+terminal, no lock is held and every record names where its VM runs (or says it runs
+nowhere).
+
+Redis round trips are what an example costs: invariants read in one (a script),
+heartbeats go out together and only when they changed, the VM guard is asked only
+about stopped domains (``start_in_place`` does nothing about the others), and one
+client serves every example of a process (``bench.interleavings`` measures it).
 """
 
 from __future__ import annotations
@@ -225,13 +232,49 @@ class FleetMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.stale))
     @rule(i=st.integers(0, 50), cancel=st.booleans())
     def write_on_stale_read(self, i: int, cancel: bool) -> None:
+        """The controller acts on a move as it read it earlier. If the move went on since
+        (a runner claimed it, or it ended), the write must leave it as it is."""
         move = self.stale[i % len(self.stale)]
+        current = self.store.find_move(move.id)  # what the write finds
         if cancel:
             self.svc._drop(move, MoveState.CANCELLED.value, "cancelled on a stale read")
         elif move.destination:
             self.svc.redeliver(move.job_id, older_than_s=-1)
         else:
             self.svc._launch(move)
+        self._left_alone(current)
+
+    @precondition(lambda self: self.held is None and bool(self.msgs))
+    @rule(i=st.integers(0, 50), redeliver=st.booleans(), fault=FAULTS)
+    def claim_between_read_and_write(self, i: int, redeliver: bool, fault: str) -> None:
+        """The controller reads a dispatched move; before it writes (a cancel, or the
+        sweeper's re-dispatch), the move's runner claims it and starts migrating (held)."""
+        ready = [k for k, m in enumerate(self.msgs)
+                 if m[0] == "migrate" and m[2] not in self.world.off]
+        if not ready:
+            return
+        msg = self.msgs.pop(ready[i % len(ready)])
+        read = self.store.find_move(msg[1])
+        self._hold(msg, fault)
+        if read is None or read.state != MoveState.PENDING.value:
+            return
+        current = self.store.find_move(read.id)
+        if redeliver:  # what ``JobService.redeliver`` does with each move it read
+            placed = self.store.set_move(read.id, MoveState.PENDING.value,
+                                         dispatched_at=self._clock())
+            if placed is not None:
+                self._dispatch(placed)
+        else:
+            self.svc._drop(read, MoveState.CANCELLED.value, "cancelled on a stale read")
+        self._left_alone(current)
+
+    def _left_alone(self, current: Move | None) -> None:
+        """A move that went on (claimed or ended) is what it was before the write."""
+        if current is not None and (current.state != MoveState.PENDING.value
+                                    or current.token):
+            after = self.store.find_move(current.id)
+            assert after == current, ("a write on a stale read changed a move that went on",
+                                      current, after)
 
     # -- time, sweepers and reconcilers -------------------------------------------------
     @rule(dt=st.sampled_from([1.0, 40.0, 130.0]))

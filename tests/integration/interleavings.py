@@ -13,9 +13,13 @@ that steps deliver, lose or deliver twice. The clock is a number the steps move 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
+
+import redis
 
 from fleet.core.hypervisor import (
     DestinationError,
@@ -29,18 +33,47 @@ from fleet.core.hypervisor import (
     PermanentError,
     TransientError,
 )
-from fleet.core.models import VM, Host, VMState
+from fleet.core.models import VM, Host, Move, VMState
 from fleet.settings import Settings
 from fleet.store import Keys, Store
+from fleet.store.jobs import RESTART_LOCK
+from fleet.store.records import load
 
 R, P, S = DomainState.RUNNING, DomainState.PAUSED, DomainState.SHUTOFF
 HOSTS = ("h1", "h2", "h3")
 VMS = ("a", "b", "c", "d")
 HOST_MEMORY = 3072  # three 1 GiB VMs fill a host: a plan that overcommits shows
-SETTINGS = Settings(poll_interval_s=0.01, move_lease_s=30, migrate_retries=0,
-                    move_settle_s=0, move_unreachable_s=0, stall_timeout_s=30,
-                    redeliver_after_s=60, pending_job_after_s=60)
+_OVERRIDES: dict[str, Any] = {
+    "poll_interval_s": 0.01, "move_lease_s": 30, "migrate_retries": 0, "move_settle_s": 0,
+    "move_unreachable_s": 0, "stall_timeout_s": 30, "redeliver_after_s": 60,
+    "pending_job_after_s": 60}
+SETTINGS = Settings(**_OVERRIDES)
 _prefixes = itertools.count()
+_clients: dict[tuple[int, str], redis.Redis] = {}
+PURGE = """
+local cursor, count = "0", 0
+repeat
+  local page = redis.call("SCAN", cursor, "MATCH", ARGV[1], "COUNT", 1000)
+  cursor = page[1]
+  for _, key in ipairs(page[2]) do count = count + redis.call("UNLINK", key) end
+until cursor == "0"
+return count
+"""
+"""Deletes every key of one prefix in one round trip (``Store.purge`` takes one each)."""
+LOCKS = """
+local out = {}
+for i, lock in ipairs(KEYS) do
+  local owner, move, job = redis.call("GET", lock) or "", "", 0
+  if owner ~= "" and string.sub(owner, 1, #ARGV[3]) ~= ARGV[3] then
+    move = redis.call("GET", ARGV[1] .. owner) or ""
+    if move ~= "" then job = redis.call("EXISTS", ARGV[2] .. cjson.decode(move).job_id) end
+  end
+  out[i] = {owner, move, job}
+end
+return out
+"""
+"""Each VM lock's owner, the owning move's record and whether its job exists, read in
+one round trip ("" and 0 where absent; restart owners are not followed)."""
 
 
 class Crash(BaseException):
@@ -171,15 +204,38 @@ class StepHypervisor:
         """Nothing to release."""
 
 
+def client(url: str) -> redis.Redis:
+    """This process's client of ``url`` for every example: one connection for single
+    commands (behind a lock, so the thread of a held migration may share it), pooled
+    ones for transactions, as every ``pipeline()`` takes its own."""
+    key = (os.getpid(), url)
+    if key not in _clients:
+        _clients[key] = redis.Redis.from_url(url, decode_responses=True,
+                                             single_connection_client=True)
+    return _clients[key]
+
+
+def purge(store: Store) -> int:
+    """Delete every key under the store's prefix (what ``Store.purge`` does)."""
+    return int(store.r.eval(PURGE, 0, store.keys.pattern))
+
+
+def lock_owners(store: Store) -> dict[str, tuple[str, Move | None, bool]]:
+    """Per VM whose lock is held: its owner, the owner's move (None if it is gone or a
+    restart owns the lock) and whether that move's job exists."""
+    keys = store.keys
+    rows = store.r.eval(LOCKS, len(VMS), *(keys.vm_lock(vm) for vm in VMS), keys.move(""),
+                        keys.job(""), RESTART_LOCK)
+    return {vm: (owner, load(Move, move or None), bool(job))
+            for vm, (owner, move, job) in zip(VMS, rows, strict=True) if owner}
+
+
 def new_fleet(url: str) -> tuple[Store, World, list[float]]:
     """A store under a fresh prefix with three hosts and four 1 GiB VMs (a, b on h1;
     c on h2; d on h3), HA, and a clock the caller moves."""
-    import redis
-
     now = [1000.0]
-    client = redis.Redis.from_url(url, decode_responses=True)
     serial = itertools.count()
-    store = Store(client, Keys(f"il{next(_prefixes)}"), clock=lambda: now[0],
+    store = Store(client(url), Keys(f"il{os.getpid()}-{next(_prefixes)}"), clock=lambda: now[0],
                   ids=lambda: f"{next(serial):016x}")
     world = World()
     for name in HOSTS:
