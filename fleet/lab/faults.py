@@ -235,7 +235,10 @@ class CopyWatch:
                     if self._known.get((host, n)) == RUNNING and n in qemus}
         for name in self.names:
             self._known[(host, name)] = states.get(name, "absent")
-        return {n for n in self.names if states.get(n) == RUNNING}
+        said = {n for n in self.names if states.get(n) == RUNNING}
+        # a libvirtd that just started reports its dead guests running until it has
+        # failed to reconnect to their QEMU: a copy runs only where its QEMU does
+        return said & set(qemu_guests(self.cfg, host)) if said else said
 
     def two_copies_s(self, name: str, since: float = 0.0) -> float:
         """Seconds ``name`` ran on two or more hosts (each sample counts until the next)."""
