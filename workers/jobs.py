@@ -170,12 +170,17 @@ class JobService:
                  if m.state == MoveState.PENDING.value and m.destination
                  and m.dispatched_at < cutoff]
         for move in again:
-            placed = self.store.set_move(move.id, MoveState.PENDING.value,
-                                         dispatched_at=self.clock())
-            if placed is not None:
-                self.store.emit(job_id, "move.redispatched", move=move.id, vm=move.vm)
-                self.dispatch(placed)
+            self.redispatch(move)
         return again
+
+    def redispatch(self, move: Move) -> Move | None:
+        """Send ``move`` (as read, pending) again, if it is still pending and unclaimed."""
+        placed = self.store.set_move(move.id, MoveState.PENDING.value,
+                                     dispatched_at=self.clock())
+        if placed is not None:
+            self.store.emit(move.job_id, "move.redispatched", move=move.id, vm=move.vm)
+            self.dispatch(placed)
+        return placed
 
     def sweep(self, redeliver_after_s: float, pending_after_s: float = 30.0) -> None:
         """The safety net: start jobs whose start message was lost, advance every running

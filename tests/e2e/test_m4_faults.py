@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,12 @@ class Run:
     hit: Strike
     watch: CopyWatch
     ended_s: float  # from the kill to the job's end
+    steps: list[tuple[str, str]]  # safety steps taken on the guest's copies, by host
+    sighted: list[dict[str, Any]]  # the runner's looks at both hosts after an error
+
+    @property
+    def how(self) -> str:
+        return "the migration call failed" if self.sighted else "the migration call returned"
 
 
 def _kill_libvirtd_at(cfg: LabConfig, name: str, moment: Moment, host: str = "h2") -> Run:
@@ -73,7 +80,9 @@ def _kill_libvirtd_at(cfg: LabConfig, name: str, moment: Moment, host: str = "h2
             wait_until(lambda: store.get_job(job_id).terminal, 120.0, f"job {job_id} to end")
             ended = time.monotonic() - hit.at
             wait_until(lambda: len(_qemus(cfg, name)) == 1, 30.0, "a single QEMU")
-    return Run(job_id, hit, watch, ended)
+    sighted = [e for _, e in store.events(job_id)
+               if e["kind"] == "move.sighted" and e.get("by") == "runner"]
+    return Run(job_id, hit, watch, ended, _steps(store, job_id, name), sighted)
 
 
 def _qemus(cfg: LabConfig, name: str) -> list[tuple[str, int]]:
@@ -100,8 +109,7 @@ def test_libvirtd_killed_right_after_the_destination_resumed(fleet_lab: LabConfi
                                                               guests: list[str]) -> None:
     store = lab_store(fleet_lab)
     run = _kill_libvirtd_at(fleet_lab, RESUMED, Moment.RESUMED)
-    job_id, hit = run.job_id, run.hit
-    steps = _steps(store, job_id, RESUMED)
+    job_id, hit, steps = run.job_id, run.hit, run.steps
     two = run.watch.two_copies_s(RESUMED)
     resumed = ("vm.copy_pause", "h1") in steps or run.watch.ran_on(RESUMED, "h1", hit.at)
     how = "libvirt resumed the source" if resumed else "libvirt finished first"
@@ -124,12 +132,8 @@ def test_libvirtd_killed_just_after_the_source_let_go(fleet_lab: LabConfig,
                                                       guests: list[str]) -> None:
     store = lab_store(fleet_lab)
     run = _kill_libvirtd_at(fleet_lab, GONE, Moment.SOURCE_GONE)
-    job_id, hit = run.job_id, run.hit
-    steps = _steps(store, job_id, GONE)
-    sighted = [e for _, e in store.events(job_id)
-               if e["kind"] == "move.sighted" and e.get("by") == "runner"]
-    how = "the migration call failed" if sighted else "the migration call returned"
-    TIMINGS[f"h2 libvirtd killed after the source let go ({how}): kill -> job end"] = (
+    job_id, hit, steps = run.job_id, run.hit, run.steps
+    TIMINGS[f"h2 libvirtd killed after the source let go ({run.how}): kill -> job end"] = (
         run.ended_s)
     with explained(store, job_id, hit, f"steps {steps}"):
         assert hit.source in ("shutoff", "absent")
@@ -139,7 +143,7 @@ def test_libvirtd_killed_just_after_the_source_let_go(fleet_lab: LabConfig,
         _alone_on_h2(fleet_lab, store, GONE)
         assert run.watch.two_copies_s(GONE) == 0.0
         assert not [s for s in steps if s[1] == "h2"]  # the only copy was never touched
-        assert all(e["verdict"] == "moved" for e in sighted)
+        assert all(e["verdict"] == "moved" for e in run.sighted)
 
 
 def test_source_libvirtd_killed_after_the_switch_over(fleet_lab: LabConfig,
@@ -149,16 +153,13 @@ def test_source_libvirtd_killed_after_the_switch_over(fleet_lab: LabConfig,
     to answer again, sees the guest on h2 and commits the move."""
     store = lab_store(fleet_lab)
     run = _kill_libvirtd_at(fleet_lab, SOURCE, Moment.RESUMED, host="h1")
-    job_id, hit = run.job_id, run.hit
-    steps = _steps(store, job_id, SOURCE)
-    sighted = [e for _, e in store.events(job_id)
-               if e["kind"] == "move.sighted" and e.get("by") == "runner"]
-    how = "the migration call failed" if sighted else "the migration call returned"
-    TIMINGS[f"h1 libvirtd killed after the switch-over ({how}): kill -> job end"] = run.ended_s
-    with explained(store, job_id, hit, f"steps {steps}", f"sighted {sighted}"):
+    job_id, hit, steps = run.job_id, run.hit, run.steps
+    TIMINGS[f"h1 libvirtd killed after the switch-over ({run.how}): kill -> job end"] = (
+        run.ended_s)
+    with explained(store, job_id, hit, f"steps {steps}", f"sighted {run.sighted}"):
         assert hit.destination == "running"
         assert store.get_job(job_id).state == "succeeded"
         _alone_on_h2(fleet_lab, store, SOURCE)
         assert run.watch.two_copies_s(SOURCE) <= TWO_COPIES_MAX_S
         assert not [s for s in steps if s[1] == "h2"]  # the destination's copy is kept
-        assert all(e["verdict"] == "moved" for e in sighted)
+        assert all(e["verdict"] == "moved" for e in run.sighted)

@@ -260,10 +260,7 @@ class FleetMachine(RuleBasedStateMachine):
             return
         current = self.store.find_move(read.id)
         if redeliver:  # what ``JobService.redeliver`` does with each move it read
-            placed = self.store.set_move(read.id, MoveState.PENDING.value,
-                                         dispatched_at=self._clock())
-            if placed is not None:
-                self._dispatch(placed)
+            self.svc.redispatch(read)
         else:
             self.svc._drop(read, MoveState.CANCELLED.value, "cancelled on a stale read")
         self._left_alone(current)

@@ -254,6 +254,15 @@ def test_an_operator_stops_and_starts_an_ha_vm(failover: Cluster) -> None:
     assert c.store.get_vm("power-ha").state == "running"
 
 
+def _ha_vm_on_a_new_host(c: Cluster, vm: str, host: str) -> None:
+    """A new host ``host`` with its own agent, holding the HA VM ``vm``."""
+    c.store.put_host(Host(host, vcpus=16, memory_mib=65536))
+    c.start_agent(host, host)
+    wait_for(lambda: c.store.heartbeat(host) is not None, 30, f"{host}'s agent")
+    c.add_vm(vm, host, memory_mib=256)
+    c.store.update_vm(vm, ha=True)
+
+
 def test_a_vm_that_switched_over_before_its_source_died_is_adopted_not_restarted(
         failover: Cluster) -> None:
     """w2 dies after its migration of ha-mv to h5 switched over but before anything was
@@ -265,11 +274,7 @@ def test_a_vm_that_switched_over_before_its_source_died_is_adopted_not_restarted
     from workers.jobs import JobService
 
     c = failover
-    c.store.put_host(Host("w2", vcpus=16, memory_mib=65536))
-    c.start_agent("w2", "w2")
-    wait_for(lambda: c.store.heartbeat("w2") is not None, 30, "w2's agent")
-    c.add_vm("ha-mv", "w2", memory_mib=256)
-    c.store.update_vm("ha-mv", ha=True)
+    _ha_vm_on_a_new_host(c, "ha-mv", "w2")
     job = c.store.create_move_job(JobKind.MIGRATE, "test",
                                   [Move("", "", "ha-mv", "w2", target="h5")])
     sent: list[Move] = []
@@ -310,11 +315,7 @@ def test_a_move_dispatched_before_its_source_was_fenced_does_nothing_later(
     move already failed when w4 was fenced, so nothing is recorded or started on w4 and
     ha-late keeps running once, where failover put it."""
     c = failover
-    c.store.put_host(Host("w4", vcpus=16, memory_mib=65536))
-    c.start_agent("w4", "w4")
-    wait_for(lambda: c.store.heartbeat("w4") is not None, 30, "w4's agent")
-    c.add_vm("ha-late", "w4", memory_mib=256)
-    c.store.update_vm("ha-late", ha=True)
+    _ha_vm_on_a_new_host(c, "ha-late", "w4")
     c.agents["w4"].send_signal(signal.SIGKILL)
     c.agents["w4"].wait(10)
     done = c.fleet("vm", "migrate", "ha-late", "--to", "h5")
