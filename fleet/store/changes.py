@@ -4,6 +4,8 @@ VM records (full record, so applying a change twice is harmless), VMs removed, h
 states, hosts added or changed, and capacity claims (keyed by move, also idempotent)
 are appended in the same transaction as the write itself. A process that keeps a
 placement state (the controller) follows the stream instead of rebuilding.
+``cas_vm`` is the one VM-record write that does both: versioned compare-and-set plus
+its change record, used by the store and (under the monitor's lease) by failover.
 """
 
 from __future__ import annotations
