@@ -10,14 +10,15 @@ import logging
 import socket
 from collections.abc import Callable
 
-from fleet.core.models import Host
 from fleet.settings import Settings
 from tasks.app import app
 from tasks.routing import CONTROL_QUEUE, host_queue
 from tasks.runtime import Runtime, configure
 from workers.heartbeat import Ticker, beat_once
+from workers.hostfacts import Registration
 from workers.inventory import sweep_strays
 from workers.reconciler import Reconciler
+from workers.watcher import HostWatcher
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +31,15 @@ def _worker(queues: list[str], name: str, concurrency: int) -> None:
     ])
 
 
-def register_hosts(rt: Runtime, vcpus: int, memory_mib: int, address: str,
-                   migration_uri: str = "") -> None:
-    """Create missing host records; existing ones keep their state and labels."""
-    for name in rt.hosts:
-        host = rt.store.find_host(name)
-        if host is None:
-            host = Host(name, vcpus, memory_mib, driver=rt.driver)
-        host.driver = rt.driver
-        host.address = address or host.address
-        host.migration_uri = migration_uri or host.migration_uri
-        rt.store.put_host(host)
+def start_watchers(rt: Runtime, reg: Registration) -> list[HostWatcher]:
+    """Register every served host (facts from its hypervisor), then keep records in step
+    with its domains (libvirt hosts only)."""
+    watchers = [HostWatcher(rt.store, rt.hypervisor(h), rt.settings, reg,
+                            scan_domains=rt.driver != "sim") for h in rt.hosts]
+    for watcher in watchers:
+        watcher.round()
+        watcher.start()
+    return watchers
 
 
 def _beater(rt: Runtime, host: str) -> Callable[[], None]:
@@ -72,9 +71,9 @@ def start_agent_threads(rt: Runtime) -> list[Ticker]:
 
 
 def run_agent(settings: Settings, hosts: list[str], driver: str, uri: str,
-              vcpus: int, memory_mib: int, address: str = "", migration_uri: str = "") -> None:
+              reg: Registration) -> None:
     rt = configure(settings, hosts, driver, uri)
-    register_hosts(rt, vcpus, memory_mib, address, migration_uri)
+    start_watchers(rt, reg)
     start_agent_threads(rt)
     name = f"agent-{hosts[0]}" + (f"-and-{len(hosts) - 1}" if len(hosts) > 1 else "")
     _worker([host_queue(h) for h in hosts], name, concurrency=max(4, 2 * len(hosts)))

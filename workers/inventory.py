@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fleet.core.domainfacts import needs, read_domain, vm_attrs, with_metadata
 from fleet.core.errors import InvalidInput
 from fleet.core.hypervisor import STOPPED_DOMAIN, DomainSpec, DomainState, Hypervisor
 from fleet.core.models import VM, VMState
@@ -13,6 +14,11 @@ def create_vm(store: Store, hv: Hypervisor, vm: VM) -> VM:
     """Define and start ``vm`` on ``hv`` (its host), then write its record."""
     if store.find_vm(vm.name) is not None:
         raise InvalidInput(f"VM {vm.name} already exists")
+    if vm.definition:
+        vm.definition = with_metadata(vm.definition,
+                                      vm_attrs(vm.ha, vm.priority, vm.group, vm.rule))
+        facts = read_domain(vm.definition)
+        vm.devices, vm.needs = facts.devices(), needs(facts)
     hv.start(DomainSpec.of(vm))
     vm.host, vm.state = hv.host, VMState.RUNNING.value
     store.put_vm(vm)

@@ -183,7 +183,21 @@ class MigrationRunner:
             raise Replan(f"destination {dest.name} is {dest.state}")
         if self.store.heartbeat(dest.name) is None:
             raise Replan(f"destination {dest.name} has no live agent")
+        self._preflight(move, vm, dest)
         return vm, dest, cold
+
+    def _preflight(self, move: Move, vm: VM, dest: Host) -> None:
+        """Ask the destination's hypervisor whether it can take the guest; if not, the
+        move is placed again without that host."""
+        try:
+            reasons = self.locate(dest).preflight(vm.needs, vm.definition, dest.node)
+        except HypervisorError as exc:
+            raise Replan(f"pre-flight on {dest.name} could not ask its hypervisor: {exc}",
+                         ) from None
+        if reasons:
+            self.store.emit(move.job_id, "move.preflight_failed", move=move.id, vm=vm.name,
+                            destination=dest.name, reasons=reasons)
+            raise Replan(f"pre-flight on {dest.name}: {'; '.join(reasons)}")
 
     def _move_stopped(self, move: Move, vm: VM, dest: Host) -> Outcome:
         """A stopped VM moves by its definition: defined (not started) on the destination,

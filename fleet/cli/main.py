@@ -250,8 +250,10 @@ def agent(
     = None,
     driver: Annotated[str, typer.Option("--driver", help="sim or libvirt")] = "sim",
     uri: Annotated[str, typer.Option("--uri", help="libvirt URI")] = "qemu:///system",
-    vcpus: Annotated[int, typer.Option(help="Capacity of a new sim host.")] = 16,
-    memory_mib: Annotated[int, typer.Option(help="Capacity of a new sim host.")] = 32768,
+    vcpus: Annotated[int | None, typer.Option(
+        help="Override the host's vCPUs (default: libvirt's CPU count; sim: 16).")] = None,
+    memory_mib: Annotated[int | None, typer.Option(
+        help="Override the host's memory in MiB (default: libvirt's; sim: 32768).")] = None,
     address: Annotated[str, typer.Option(help="Address other hosts reach this one at.")] = "",
     migration_uri: Annotated[str, typer.Option(
         help="libvirt URI peers migrate to (default qemu+tcp://ADDRESS/system).")] = "",
@@ -270,11 +272,15 @@ def agent(
         raise InvalidInput("only the sim driver serves several hosts in one agent")
     settings = load_settings()
     from tasks.processes import run_agent
+    from workers.hostfacts import Registration
 
     if driver == "libvirt" and not migration_uri and address:
         migration_uri = f"qemu+tcp://{address}/system"
-    run_agent(settings, names, driver, uri if driver == "libvirt" else "", vcpus, memory_mib,
-              address, migration_uri)
+    for value, flag in ((vcpus, "--vcpus"), (memory_mib, "--memory-mib")):
+        if value is not None and value < 1:
+            raise InvalidInput(f"{flag} must be at least 1")
+    reg = Registration(driver, address, migration_uri, vcpus, memory_mib)
+    run_agent(settings, names, driver, uri if driver == "libvirt" else "", reg)
 
 
 @app.command()

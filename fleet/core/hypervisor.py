@@ -7,12 +7,14 @@ adapter ever sees a libvirt type.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from fleet.core.models import VM
+    from fleet.core.nodefacts import NodeFacts
 
 
 class DomainState(StrEnum):
@@ -177,6 +179,25 @@ class Hypervisor(Protocol):
 
     def healthy(self) -> bool:
         """Whether the hypervisor answers."""
+        ...
+
+    def node_facts(self) -> NodeFacts | None:
+        """The host's hardware and what it can run (None: this hypervisor cannot tell)."""
+        ...
+
+    def definition(self, name: str) -> str:
+        """The domain's persistent definition, migratable form ("" if none is kept)."""
+        ...
+
+    def preflight(self, needs: Sequence[str], definition: str,
+                  reported: dict[str, Any]) -> list[str]:
+        """Why this host cannot take a guest with ``needs`` and ``definition`` (empty: it
+        can); ``reported`` is the host's last reported facts."""
+        ...
+
+    def watch(self, wake: Callable[[str], None]) -> None:
+        """Call ``wake(domain name)`` on every lifecycle event, from now on (also after a
+        reconnect); must not block."""
         ...
 
     def close(self) -> None:

@@ -88,6 +88,8 @@ class Host(_Record):
     address: str = ""
     migration_uri: str = ""
     driver: str = "sim"
+    node: dict[str, Any] = field(default_factory=dict)  # facts read from the hypervisor
+    capacity_from: str = "configured"  # "node": vcpus/memory derive from ``node``
 
 
 @dataclass
@@ -107,6 +109,9 @@ class VM(_Record):
     definition: str = ""
     dirty_mib_s: float = 0.0
     policy: dict[str, Any] = field(default_factory=dict)  # per-VM migration policy overrides
+    devices: dict[str, Any] = field(default_factory=dict)  # disks and nics of its definition
+    needs: list[str] = field(default_factory=list)  # what a host must offer (pre-flight)
+    definition_version: int = 0  # grows each time the definition is read anew from a host
     version: int = 0  # grows with every write of the record (compare-and-set marker)
 
 

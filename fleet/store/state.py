@@ -114,6 +114,45 @@ class Store(Capacity, JobRecords):
             changed(pipe, self.keys, "vm", record=vm.to_dict())
             pipe.execute()
 
+    def add_vm(self, vm: VM) -> bool:
+        """Write ``vm`` only if no record of that name exists (adoption); False if one
+        does."""
+        key = self.keys.vm(vm.name)
+        with self.r.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.exists(key):
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                pipe.set(key, dump(vm))
+                pipe.sadd(self.keys.vms, vm.name)
+                changed(pipe, self.keys, "vm", record=vm.to_dict())
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        return True
+
+    def forget_vm(self, name: str, version: int) -> bool:
+        """Delete VM record ``name`` only if it is still at ``version`` (nobody wrote it
+        since the caller decided)."""
+        key = self.keys.vm(name)
+        with self.r.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                current = load(VM, pipe.get(key))
+                if current is None or current.version != version:
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                pipe.delete(key)
+                pipe.srem(self.keys.vms, name)
+                changed(pipe, self.keys, "vm_gone", name=name)
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        return True
+
     def delete_vm(self, name: str) -> None:
         """Forget a VM record (the caller destroyed the domain)."""
         with self.r.pipeline() as pipe:

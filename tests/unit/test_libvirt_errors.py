@@ -23,6 +23,7 @@ from fleet.core.hypervisor import (
 )
 from workers.hypervisors import domain_xml
 from workers.hypervisors import libvirt as lv
+from workers.hypervisors import libvirt_migration as lm
 
 
 class FakeLibvirtError(Exception):
@@ -96,7 +97,7 @@ def test_domain_state(code: int, state: DomainState) -> None:
 
 def test_job_stats_from_libvirt_units() -> None:
     mib = 1024 * 1024
-    stats = lv.job_stats_from({
+    stats = lm.job_stats_from({
         "type": 2, "data_processed": 64 * mib, "data_remaining": 192 * mib,
         "data_total": 256 * mib, "memory_bps": 40 * mib, "memory_dirty_rate": 2048,
         "memory_page_size": 4096, "memory_iteration": 3, "time_elapsed": 1500,
@@ -119,19 +120,19 @@ FAKE_LIB = SimpleNamespace(
 
 def test_migration_flags() -> None:
     base = 1 | 2 | 8 | 16
-    assert lv.migration_flags(FAKE_LIB, MigrationParams()) == base
+    assert lm.migration_flags(FAKE_LIB, MigrationParams()) == base
     both = MigrationParams(auto_converge=True, postcopy=True)
-    assert lv.migration_flags(FAKE_LIB, both) == base | 8192 | 32768
+    assert lm.migration_flags(FAKE_LIB, both) == base | 8192 | 32768
 
 
 def test_migration_params() -> None:
-    assert lv.migration_params(FAKE_LIB, MigrationParams()) == {}
+    assert lm.migration_params(FAKE_LIB, MigrationParams()) == {}
     params = MigrationParams(bandwidth_mib_s=40.4, extra={"auto_converge_initial": "40",
                                                           "unknown": "x"})
-    assert lv.migration_params(FAKE_LIB, params) == {"bandwidth": 40,
+    assert lm.migration_params(FAKE_LIB, params) == {"bandwidth": 40,
                                                      "auto_converge.initial": 40}
     with pytest.raises(PermanentError):
-        lv.migration_params(FAKE_LIB, MigrationParams(extra={"auto_converge_initial": "x"}))
+        lm.migration_params(FAKE_LIB, MigrationParams(extra={"auto_converge_initial": "x"}))
 
 
 def test_tiny_domain_xml() -> None:

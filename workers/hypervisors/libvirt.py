@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from fleet.core.hypervisor import (
@@ -30,6 +30,13 @@ from fleet.core.hypervisor import (
     MigrationTarget,
     PermanentError,
     TransientError,
+)
+from fleet.core.nodefacts import NodeFacts
+from workers.hypervisors import libvirt_node
+from workers.hypervisors.libvirt_migration import (
+    job_stats_from,
+    migration_flags,
+    migration_params,
 )
 
 T = TypeVar("T")
@@ -171,6 +178,8 @@ class LibvirtHypervisor:
         self._conn: Any = None
         self._conn_pid = 0
         self._lock = threading.Lock()
+        self._wake: Callable[[str], None] | None = None
+        self.local = uri.startswith("qemu:///")  # this process runs on the host
 
     # -- connection ------------------------------------------------------------------
     def _connection(self) -> Any:
@@ -182,6 +191,8 @@ class LibvirtHypervisor:
             try:
                 conn = lib.open(self.uri)
                 conn.setKeepAlive(*self.keepalive)
+                if self._wake is not None:
+                    libvirt_node.watch_lifecycle(conn, self._wake)
             except lib.libvirtError as exc:
                 raise translate(exc, f"connect {self.uri}") from None
             self._conn, self._conn_pid = conn, os.getpid()
@@ -295,6 +306,25 @@ class LibvirtHypervisor:
         except HypervisorError:
             return False
 
+    # -- facts -------------------------------------------------------------------
+    def node_facts(self) -> NodeFacts | None:
+        return self._call(f"facts of {self.host}",
+                          lambda c: libvirt_node.node_facts(c, self.local))
+
+    def definition(self, name: str) -> str:
+        return self._call(f"definition of {name} on {self.host}",
+                          lambda c: libvirt_node.definition(self._domain(c, name)))
+
+    def preflight(self, needs: Sequence[str], definition: str,
+                  reported: dict[str, Any]) -> list[str]:
+        return self._call(f"pre-flight on {self.host}", lambda c: libvirt_node.preflight(
+            c, needs, definition, reported, self.local))
+
+    def watch(self, wake: Callable[[str], None]) -> None:
+        self._wake = wake
+        self.close()  # the next connection registers ``wake`` (as every reconnect does)
+        self._connection()
+
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
@@ -358,50 +388,3 @@ class LibvirtHypervisor:
     def set_max_downtime(self, name: str, downtime_ms: int) -> None:
         self._call(f"max downtime of {name} on {self.host}",
                    lambda c: self._domain(c, name).migrateSetMaxDowntime(downtime_ms, 0))
-
-
-def migration_flags(lib: Any, params: MigrationParams) -> int:
-    """Live, peer-to-peer, persistent on the destination, undefined on the source."""
-    flags = int(lib.VIR_MIGRATE_LIVE | lib.VIR_MIGRATE_PEER2PEER
-                | lib.VIR_MIGRATE_PERSIST_DEST | lib.VIR_MIGRATE_UNDEFINE_SOURCE)
-    if params.auto_converge:
-        flags |= int(lib.VIR_MIGRATE_AUTO_CONVERGE)
-    if params.postcopy:
-        flags |= int(lib.VIR_MIGRATE_POSTCOPY)
-    return flags
-
-
-_EXTRA_PARAMS = {  # MigrationParams.extra key -> libvirt typed parameter name attribute
-    "auto_converge_initial": "VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL",
-    "auto_converge_increment": "VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT",
-    "bandwidth_postcopy_mib_s": "VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY",
-}
-
-
-def migration_params(lib: Any, params: MigrationParams) -> dict[str, int]:
-    """Typed parameters of ``migrateToURI3``: bandwidth (MiB/s) and known extras."""
-    values: dict[str, int] = {}
-    if params.bandwidth_mib_s > 0:
-        values[lib.VIR_MIGRATE_PARAM_BANDWIDTH] = max(1, round(params.bandwidth_mib_s))
-    for key, attr in _EXTRA_PARAMS.items():
-        if key in params.extra and hasattr(lib, attr):
-            try:
-                values[getattr(lib, attr)] = int(params.extra[key])
-            except ValueError:
-                raise PermanentError(f"migration parameter {key} must be an integer") from None
-    return values
-
-
-def job_stats_from(stats: dict[str, Any]) -> JobStats:
-    """``JobStats`` from the dict of ``virDomainGetJobStats`` (bytes, pages, ms)."""
-    page = int(stats.get("memory_page_size", 4096) or 4096)
-    return JobStats(
-        processed_mib=stats.get("data_processed", 0) / MIB,
-        remaining_mib=stats.get("data_remaining", 0) / MIB,
-        total_mib=stats.get("data_total", 0) / MIB,
-        mib_s=stats.get("memory_bps", 0) / MIB,
-        dirty_mib_s=stats.get("memory_dirty_rate", 0) * page / MIB,
-        iteration=int(stats.get("memory_iteration", 0)),
-        elapsed_s=stats.get("time_elapsed", 0) / 1000.0,
-        expected_downtime_ms=float(stats.get("downtime", 0)),
-    )

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -49,6 +50,7 @@ from fleet.core.hypervisor import (
     TransientError,
 )
 from fleet.core.migration_model import PrecopyModel
+from fleet.core.nodefacts import NodeFacts
 from fleet.store.keys import Keys
 
 TICK_S = 0.1
@@ -111,6 +113,19 @@ class SimHypervisor:
     def list_domains(self) -> list[DomainInfo]:
         raws = self.r.hvals(self.keys.sim_host(self.host))
         return [self._info(json.loads(raw)) for raw in raws]
+
+    def node_facts(self) -> NodeFacts | None:
+        return None  # a simulated host's capacity is what it was registered with
+
+    def definition(self, name: str) -> str:
+        return ""
+
+    def preflight(self, needs: Sequence[str], definition: str,
+                  reported: dict[str, Any]) -> list[str]:
+        return []
+
+    def watch(self, wake: Callable[[str], None]) -> None:
+        return None  # simulated domains change only through fleet
 
     def lookup(self, name: str) -> DomainInfo:
         data = self._raw(self.host, name)
