@@ -16,7 +16,7 @@ its host that it no longer holds (``scan``):
 - a record of this host whose domain is gone from every live host for
   ``inventory_gone_after_s`` is removed (``undefined``).
 
-Each is an audit event ``vm.observed`` (``kind``, ``by`` the host). VMs that a job or
+Each is an audit event ``vm.observed`` (``change``, ``by`` the host). VMs that a job or
 restart holds, and records of hosts in failover, are left alone. Conflicts — one UUID
 under two names, a name whose UUID differs, a MAC used by two VMs — are alerts, once
 each, and change nothing.
@@ -244,7 +244,7 @@ class Discovery:
                         by=self.host)
         self.store.journal.count("alerts", kind=kind)
 
-    def _observed(self, vm: VM, kind: str, **fields: object) -> None:
-        log.info("observed %s %s on %s", vm.name, kind, self.host)
-        self.store.emit("", "vm.observed", vm=vm.name, kind=kind, host=self.host,
+    def _observed(self, vm: VM, change: str, **fields: object) -> None:
+        log.info("observed %s %s on %s", vm.name, change, self.host)
+        self.store.emit("", "vm.observed", vm=vm.name, change=change, host=self.host,
                         by=self.host, **fields)

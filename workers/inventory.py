@@ -34,13 +34,15 @@ def sweep_strays(store: Store, hv: Hypervisor) -> list[str]:
     confirms the VM running there, the stray is paused at once and then destroyed
     (events ``vm.copy_pause`` and ``vm.copy_remove``); if it does not, the record may
     be the one that is wrong and nothing is touched — an alert says so. Domains of VMs
-    that a move or a restart holds are left alone.
+    that a move or a restart holds, and domains in a migration (an operator's ``virsh
+    migrate`` arriving), are left alone.
     """
     cleaned = []
     for dom in hv.list_domains():
         vm = store.find_vm(dom.name)
-        if vm is None or vm.host == hv.host or store.lock_owner(vm.name) is not None:
-            continue
+        if vm is None or vm.host == hv.host or dom.migrating \
+                or store.lock_owner(vm.name) is not None:
+            continue  # an incoming migration (fleet's or an operator's) is not a copy
         if dom.state in STOPPED_DOMAIN:
             hv.destroy(dom.name)
             store.emit("", "host.stray_undefined", host=hv.host, vm=vm.name, owner=vm.host)

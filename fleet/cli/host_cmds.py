@@ -76,7 +76,7 @@ def show(host: str, as_json: JsonOpt = False) -> None:
     """HOST in full: capacity, heartbeat, failover health and why, fence agent, VMs."""
     import time
 
-    from fleet.cli.views import host_detail
+    from fleet.cli.views import host_detail, node_summary
     from workers.fencing import fence_kind
 
     settings, store = load_store()
@@ -84,7 +84,7 @@ def show(host: str, as_json: JsonOpt = False) -> None:
     detail = host_detail(store, host, fence_kind(host, settings.fence), time.time())
     if as_json:
         return print_json(detail)
-    fields_table(f"host {host}", detail)
+    fields_table(f"host {host}", {**detail, "node": node_summary(detail["node"])})
     return None
 
 

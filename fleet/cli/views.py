@@ -41,7 +41,19 @@ def host_detail(store: Store, name: str, fence_agent: str, now: float) -> dict[s
         "address": host.address, "migration_uri": host.migration_uri,
         "heartbeat": heartbeat, "failover": health, "failover_job": store.failover.job(name),
         "fence_agent": fence_agent, "vm_states": {v.name: v.state for v in vms},
+        "capacity_from": host.capacity_from, "node": host.node,
     }
+
+
+def node_summary(node: dict[str, Any]) -> str:
+    """A host's libvirt facts on one line, for tables."""
+    if not node:
+        return "not reported"
+    cells = len(node.get("numa_cells", ()))
+    nets = ", ".join(node.get("networks", ())) or "none"
+    return (f"{node.get('arch', '?')} {node.get('cpu_model', '?')}, {node.get('cpus', '?')}"
+            f" CPUs, {node.get('memory_mib', '?')} MiB, {cells} NUMA cell(s), "
+            f"networks: {nets}")
 
 
 def vm_rows(store: Store) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ class LabConfig:
     host_vcpus: int = 8
     host_memory_mib: int = 4096
     flower_port: int = 5555
+    lan_missing: str = ""  # hosts without the guest network fleet-lan, e.g. "h2"
 
     def __post_init__(self) -> None:
         if not 1 <= self.hosts <= MAX_HOSTS:
@@ -52,6 +53,9 @@ class LabConfig:
     # -- names -----------------------------------------------------------------------
     def host_names(self) -> list[str]:
         return [f"h{i}" for i in range(1, self.hosts + 1)]
+
+    def lan_missing_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip() for h in self.lan_missing.split(",") if h.strip())
 
     def check_host(self, host: str) -> str:
         """``host`` if it names a host of this lab, else ``InvalidInput``."""
@@ -112,7 +116,7 @@ _ENV = {  # LabConfig field -> environment variable
     "redis_port": "FLEET_LAB_REDIS_PORT", "prefix": "FLEET_LAB_PREFIX",
     "netns_prefix": "FLEET_LAB_NETNS_PREFIX", "veth_prefix": "FLEET_LAB_VETH_PREFIX",
     "host_vcpus": "FLEET_LAB_HOST_VCPUS", "host_memory_mib": "FLEET_LAB_HOST_MEMORY_MIB",
-    "flower_port": "FLEET_LAB_FLOWER_PORT",
+    "flower_port": "FLEET_LAB_FLOWER_PORT", "lan_missing": "FLEET_LAB_LAN_MISSING",
 }
 _INTS = {"redis_port", "host_vcpus", "host_memory_mib", "flower_port"}
 

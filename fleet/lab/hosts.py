@@ -152,7 +152,31 @@ def ensure_host(cfg: LabConfig, host: str, pids: HostPids) -> HostPids:
     if not alive(pids.libvirtd):
         raise LabError(f"{host}: libvirtd exited; see {cfg.host_dir(host)}/log/libvirtd.log")
     warm_up(cfg, host)
+    ensure_guest_network(cfg, host, pids.holder)
     return pids
+
+
+GUEST_NETWORK = "fleet-lan"
+GUEST_BRIDGE = "flan0"
+GUEST_NETWORK_XML = (f"<network><name>{GUEST_NETWORK}</name><forward mode='bridge'/>"
+                     f"<bridge name='{GUEST_BRIDGE}'/></network>")
+
+
+def ensure_guest_network(cfg: LabConfig, host: str, holder: int) -> None:
+    """The bridge and the active libvirt network ``fleet-lan`` of a host (idempotent)."""
+    if host in cfg.lan_missing_hosts():
+        return
+    run([*nsenter(holder), "sh", "-c", f"ip link show {GUEST_BRIDGE} >/dev/null 2>&1 || "
+         f"ip link add {GUEST_BRIDGE} type bridge; ip link set {GUEST_BRIDGE} up"])
+    virsh = ["virsh", "-q", "-c", cfg.uri(host)]
+    info = run([*virsh, "net-info", GUEST_NETWORK], check=False)
+    if not info:
+        xml = cfg.host_dir(host) / f"{GUEST_NETWORK}.xml"
+        xml.write_text(GUEST_NETWORK_XML)
+        run([*virsh, "net-define", str(xml)])
+        info = run([*virsh, "net-info", GUEST_NETWORK])
+    if not any(line.split() == ["Active:", "yes"] for line in info.splitlines()):
+        run([*virsh, "net-start", GUEST_NETWORK])
 
 
 def warm_up(cfg: LabConfig, host: str) -> None:

@@ -71,9 +71,12 @@ def fleet_env(cfg: LabConfig) -> dict[str, str]:
             "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
 
 
-def agent_argv(host: str) -> list[str]:
+def agent_argv(cfg: LabConfig, host: str) -> list[str]:
+    """A lab agent: lab hosts share one machine, so their capacity is configured (the
+    libvirt facts, e.g. ``node.cpus``, are the machine's)."""
     return [sys.executable, "-m", "fleet.cli.main", "agent", "--host", host,
-            "--driver", "libvirt", "--uri", "qemu:///system"]
+            "--driver", "libvirt", "--uri", "qemu:///system",
+            "--vcpus", str(cfg.host_vcpus), "--memory-mib", str(cfg.host_memory_mib)]
 
 
 def start_agents(cfg: LabConfig, state: LabState, hosts: list[str] | None = None) -> None:
@@ -83,7 +86,7 @@ def start_agents(cfg: LabConfig, state: LabState, hosts: list[str] | None = None
         pids = state.host(host)
         if alive(pids.agent) or not alive(pids.holder):
             continue
-        pids.agent = spawn([*nsenter(pids.holder), *agent_argv(host)],
+        pids.agent = spawn([*nsenter(pids.holder), *agent_argv(cfg, host)],
                            cfg.log_dir / f"{host}-agent.log", env=env)
 
 

@@ -96,6 +96,10 @@ class Keys:
         """The id of the failover job of a host that is being recovered."""
         return self._k("failover", "job", host)
 
+    def sim_refusals(self, host: str) -> str:
+        """Pre-flight reasons a simulated host gives (a test's knob)."""
+        return self._k("sim", "refuse", host)
+
     def sim_power(self, host: str) -> str:
         """"off" while a simulated host has lost power."""
         return self._k("sim", host, "power")

@@ -22,6 +22,7 @@ from tests.conftest import require
 E2E_LAB = {
     "root": "/var/lib/fleet-lab-e2e", "hosts": 3, "bridge": "fle2ebr0", "subnet": "10.77.9",
     "redis_port": 6399, "prefix": "e2e", "netns_prefix": "fle2e-", "veth_prefix": "fle2e-",
+    "lan_missing": "h2",
 }
 TIMINGS: dict[str, float] = {}
 FENCE = {"*": {"agent": "lab", "netns": "fle2e-{host}"}, "h2": {"agent": "manual"}}

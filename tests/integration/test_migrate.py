@@ -177,3 +177,25 @@ def test_a_job_whose_start_message_was_lost_is_started_by_the_sweeper(
     kinds = [e["kind"] for _, e in cluster.store.events(job.id)]
     assert kinds.count("job.start_recovered") == 1
     assert cluster.store.lock_owner("lost-1") is None
+
+
+def test_a_destination_failing_its_preflight_is_replaced_not_fatal(cluster: Cluster) -> None:
+    cluster.add_vm("pf-1", "h1", memory_mib=512, dirty=0)
+    explained = json.loads(cluster.fleet("vm", "explain", "pf-1", "--json").stdout)
+    first = explained["host"]
+    other = ({"h2", "h3"} - {first}).pop()
+    cluster.sim(first).refuse(f"network lan is not active on {first}")
+    try:
+        done = cluster.fleet("vm", "migrate", "pf-1", "--wait", "--json")
+    finally:
+        cluster.sim(first).clear_faults()
+    assert done.returncode == 0, done.stdout + done.stderr
+    job = json.loads(done.stdout)
+    (move,) = job["moves"]
+    assert (move["state"], move["destination"], move["excluded"]) == ("succeeded", other,
+                                                                      [first])
+    assert cluster.where("pf-1") == [other]
+    refused = [e for _, e in cluster.store.events(job["id"])
+               if e["kind"] == "move.preflight_failed"]
+    assert [(e["destination"], e["reasons"]) for e in refused] == [
+        (first, [f"network lan is not active on {first}"])]

@@ -21,19 +21,22 @@ def kvm_usable(device: str = "/dev/kvm") -> bool:
     return True
 
 
-def _devices(console_log: str = "") -> str:
-    """Serial console on a pty, or appended to ``console_log`` (a path on every host)."""
+def _devices(console_log: str = "", network: str = "") -> str:
+    """Serial console on a pty, or appended to ``console_log`` (a path on every host);
+    with ``network``, one virtio interface on that libvirt network (no option ROM)."""
     serial = (f"<serial type='file'><source path='{escape(console_log)}' append='on'/>"
               "<target port='0'/></serial>") if console_log else (
         "<serial type='pty'><target port='0'/></serial>")
+    nic = (f"<interface type='network'><source network='{escape(network)}'/>"
+           "<model type='virtio'/><rom enabled='no'/></interface>") if network else ""
     return (
-        f"<devices>{serial}<console type='{'file' if console_log else 'pty'}'>"
+        f"<devices>{nic}{serial}<console type='{'file' if console_log else 'pty'}'>"
         "<target type='serial' port='0'/></console><memballoon model='none'/></devices>"
     )
 
 
 def tiny_domain_xml(name: str, uuid: str, memory_mib: int = 64, vcpus: int = 1,
-                    kvm: bool | None = None) -> str:
+                    kvm: bool | None = None, network: str = "") -> str:
     """A guest with no OS (SeaBIOS finds nothing to boot and loops): KVM if usable."""
     kind = "kvm" if (kvm_usable() if kvm is None else kvm) else "qemu"
     return (
@@ -41,7 +44,7 @@ def tiny_domain_xml(name: str, uuid: str, memory_mib: int = 64, vcpus: int = 1,
         f"<memory unit='MiB'>{memory_mib}</memory><vcpu>{vcpus}</vcpu>"
         "<os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>"
         "<features><acpi/></features><on_crash>destroy</on_crash>"
-        f"{_devices()}</domain>"
+        f"{_devices(network=network)}</domain>"
     )
 
 

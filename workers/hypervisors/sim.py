@@ -122,7 +122,11 @@ class SimHypervisor:
 
     def preflight(self, needs: Sequence[str], definition: str,
                   reported: dict[str, Any]) -> list[str]:
-        return []
+        return sorted(self.r.smembers(self.keys.sim_refusals(self.host)))
+
+    def refuse(self, reason: str) -> None:
+        """Make this host's pre-flight fail with ``reason`` (until ``clear_faults``)."""
+        self.r.sadd(self.keys.sim_refusals(self.host), reason)
 
     def watch(self, wake: Callable[[str], None]) -> None:
         return None  # simulated domains change only through fleet
@@ -314,8 +318,8 @@ class SimHypervisor:
         self.r.hincrby(self.keys.sim_faults(self.host), fault, count)
 
     def clear_faults(self) -> None:
-        """Disarm every fault of this host."""
-        self.r.delete(self.keys.sim_faults(self.host))
+        """Disarm every fault of this host (and its pre-flight refusals)."""
+        self.r.delete(self.keys.sim_faults(self.host), self.keys.sim_refusals(self.host))
 
     def armed_faults(self) -> dict[str, int]:
         """Faults still armed on this host, with how many migrations each will hit."""
