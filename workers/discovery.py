@@ -10,6 +10,8 @@ its host that it no longer holds (``scan``):
 - a running domain recorded on another host that is alive and does not report it
   running **moved** out of band: the record follows (compare-and-set on the old host);
   a stopped one follows only if the recorded host does not hold it at all;
+- a domain recorded here as stopped that runs (``virsh start``) is recorded running
+  (a running VM that stops is the VM guard's: it may start an HA VM again);
 - the definition of a domain recorded here is read again; when it changed (``virsh
   edit``, ``setmaxmem --config``, a migration) it is stored with a new
   ``definition_version`` and the record's size follows (``edited``);
@@ -118,7 +120,9 @@ class Discovery:
         if vm.state not in SETTLED_RECORD:
             return None
         if vm.host == self.host:
-            return self._refresh(vm)
+            started = self._started(vm, info)
+            refreshed = self._refresh(started or vm)
+            return vm.name if started is not None else refreshed
         return self._follow(vm, info)
 
     # -- adoption --------------------------------------------------------------------
@@ -149,6 +153,17 @@ class Discovery:
         return vm.name
 
     # -- records of this host ----------------------------------------------------------
+    def _started(self, vm: VM, info: DomainInfo) -> VM | None:
+        """A VM recorded stopped that runs here (``virsh start``): recorded running. The
+        other way round is the VM guard's (an HA VM that stops is started again)."""
+        if vm.state != VMState.STOPPED.value or info.state is not DomainState.RUNNING:
+            return None
+        started = self.store.place_vm(vm.name, self.host, VMState.RUNNING.value,
+                                      on=self.host, states=(VMState.STOPPED.value,))
+        if started is not None:
+            self._observed(started, "started", state=started.state)
+        return started
+
     def _refresh(self, vm: VM) -> str | None:
         self._absent.pop(vm.name, None)
         read = self._facts(vm.name)

@@ -190,8 +190,9 @@ def needs(facts: DomainFacts) -> list[str]:
     """What a host must offer to run this guest, as tokens (see ``fleet.core.nodefacts``).
 
     ``net:N`` an active network, ``bridge:B`` a bridge, ``machine:M`` a machine type,
-    ``arch:A``, ``cpu:MODEL`` a usable CPU model (custom mode, unless libvirt is told
-    not to check it: ``check='none'``, as for the default model), ``hugepages:KIB``,
+    ``emulator:PATH`` the emulator binary, ``arch:A``, ``cpu:MODEL`` a usable CPU model
+    (custom mode, unless libvirt is told not to check it: ``check='none'``, as for the
+    default model), ``hugepages:KIB``,
     ``disk:PATH`` a local (not shared) disk: only a storage move could take it along.
     """
     out = {f"net:{n.network}" for n in facts.nics if n.network}
@@ -200,6 +201,8 @@ def needs(facts: DomainFacts) -> list[str]:
         out.add(f"machine:{facts.machine}")
     if facts.arch:
         out.add(f"arch:{facts.arch}")
+    if facts.emulator:
+        out.add(f"emulator:{facts.emulator}")
     if facts.cpu_mode == "custom" and facts.cpu_model and facts.cpu_check != "none":
         out.add(f"cpu:{facts.cpu_model}")
     if facts.hugepages_kib:

@@ -216,3 +216,15 @@ def test_a_sim_host_keeps_the_capacity_it_was_given(store: Store) -> None:
     assert (host.vcpus, host.memory_mib) == (64, 1024)
     fresh = publish_host(store, SimHypervisor(store.r, store.keys, "s2"), Registration("sim"))
     assert (fresh.vcpus, fresh.memory_mib) == (16, 32768)
+
+
+def test_a_stopped_vm_started_by_hand_is_recorded_running(two: Store) -> None:
+    two.put_vm(VM("svc", "u-svc", "h1", 1, 64, state="stopped", definition=xml("svc")))
+    h1 = FakeHost("h1")
+    h1.add("svc", DomainState.SHUTOFF)
+    d = disc(two, h1)
+    d.scan()
+    assert two.get_vm("svc").state == "stopped"
+    h1.add("svc")  # virsh start
+    assert d.observe_name("svc") == "svc"
+    assert two.get_vm("svc").state == "running" and ("svc", "started") in observed(two)

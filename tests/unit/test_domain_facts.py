@@ -55,7 +55,8 @@ def test_a_definition_reads_as_facts() -> None:
 def test_needs_name_networks_machine_cpu_hugepages_and_local_disks() -> None:
     assert needs(read_domain(DOMAIN, shared_prefixes=("/mnt/nfs/",))) == [
         "arch:x86_64", "bridge:br0", "cpu:Skylake-Client",
-        "disk:/var/lib/libvirt/images/hand1.qcow2", "hugepages:2048",
+        "disk:/var/lib/libvirt/images/hand1.qcow2", "emulator:/usr/bin/qemu-system-x86_64",
+        "hugepages:2048",
         "machine:pc-i440fx-7.2", "net:fleet-lan"]
 
 
@@ -113,6 +114,7 @@ def test_node_facts_from_libvirt_documents() -> None:
         (0, 2, 8192, {"2048": 16}), (1, 2, 8192, {"2048": 0})]
     assert node.machines == ("pc", "pc-i440fx-7.2")  # i686's isapc is another arch
     assert node.cpu_models == ("Skylake-Client",)
+    assert node.emulators == ("/usr/bin/qemu-system-x86_64",)
     assert NodeFacts.from_dict(node.to_dict()) == node
 
 
@@ -127,3 +129,9 @@ def test_a_local_disk_is_a_reason_everywhere() -> None:
     wants = needs(read_domain(DOMAIN))
     assert "local disk /var/lib/libvirt/images/hand1.qcow2 is not shared (a storage move" \
         " is needed)" in shortfall(wants, offers(_node().to_dict()))
+
+
+def test_a_need_of_an_unknown_kind_is_not_checked() -> None:
+    offered = offers(_node().to_dict())
+    assert shortfall(["net:fleet-lan", "tpm:2.0"], offered) == []
+    assert shortfall(["emulator:/opt/qemu"], offered) == ["emulator /opt/qemu is not there"]
