@@ -65,12 +65,14 @@ class DomainFacts:
     numa_pinned: bool = False
     disks: tuple[Disk, ...] = ()
     nics: tuple[Nic, ...] = ()
+    hostdevs: int = 0  # PCI devices passed through (GPUs and others)
     attrs: dict[str, str] = field(default_factory=dict)  # fleet's metadata element
 
     def devices(self) -> dict[str, Any]:
         """Disks and interfaces as the JSON shape of a VM record."""
         return {"disks": [asdict(d) | {"backing": list(d.backing)} for d in self.disks],
-                "nics": [asdict(n) for n in self.nics]}
+                "nics": [asdict(n) for n in self.nics], "hostdevs": self.hostdevs,
+                "numa": 1 if self.numa_pinned else 0}
 
 
 def _text(node: ET.Element | None, default: str = "") -> str:
@@ -174,6 +176,7 @@ def read_domain(xml: str, shared_prefixes: tuple[str, ...] = ()) -> DomainFacts:
         numa_cells=cells, numa_pinned=pinned,
         disks=tuple(d for d in disks if d is not None),
         nics=tuple(_nic(n) for n in root.findall("devices/interface")),
+        hostdevs=len(root.findall("devices/hostdev[@type='pci']")),
         attrs=_attrs(root),
     )
 

@@ -10,7 +10,11 @@ in the order they are checked; cheap and selective ones first.
   VMs and in-flight claims) covers the request;
 - labels: the host carries every label the VM requires (aggregates);
 - arch / cpu-model: the host's architecture matches and it offers the VM's CPU model;
-- group: the VM's group rule (see ``fleet.core.planmodel``) holds if it lands here.
+- group: the VM's group rule (see ``fleet.core.planmodel``) holds if it lands here;
+- preflight: the host offers what the guest's definition needs (its networks, bridges,
+  machine type, usable CPU model, hugepages; a local disk needs a storage move), as the
+  host's libvirt reported (``fleet.core.nodefacts``); a host that has not reported its
+  facts is not checked here (the source agent checks again before migrating).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fleet.core.fleetstate import Demand, FleetState
+from fleet.core.nodefacts import shortfall
 from fleet.core.planmodel import PlanVM, Rule
 
 
@@ -128,6 +133,17 @@ def _model_why(st: FleetState, i: int, q: Query) -> str:
     return f"cpu-model: VM needs {q.vm.cpu_model}, host offers {offered}"
 
 
+def _preflight_ok(st: FleetState, i: int, q: Query) -> bool:
+    offered = st.hosts[i].offers
+    return offered is None or offered.issuperset(q.vm.needs) \
+        or not shortfall(q.vm.needs, offered)
+
+
+def _preflight_why(st: FleetState, i: int, q: Query) -> str:
+    offered = st.hosts[i].offers or frozenset()
+    return f"preflight: {'; '.join(shortfall(q.vm.needs, offered))}"
+
+
 # --------------------------------------------------------------------- groups
 def _anti_ok(st: FleetState, i: int, vm: PlanVM) -> bool:
     return i not in st.group_hosts.get(vm.group, ())
@@ -204,6 +220,7 @@ FILTERS: tuple[Filter, ...] = (
     Filter("labels", _labels_ok, _labels_why),
     Filter("arch", _arch_ok, _arch_why),
     Filter("cpu-model", _model_ok, _model_why),
+    Filter("preflight", _preflight_ok, _preflight_why),
 )
 
 

@@ -98,9 +98,24 @@ def usable_cpu_models(domcaps_xml: str) -> tuple[str, ...]:
         "cpu/mode[@name='custom']/model") if m.get("usable", "yes") == "yes"} - {""}))
 
 
+def passthrough(device_xmls: Iterable[str]) -> dict[str, int]:
+    """PCI devices ready for passthrough (bound to ``vfio-pci``), from node device XML:
+    ``gpu`` for display controllers (class 0x03....), ``pci`` for the others."""
+    counts: dict[str, int] = {}
+    for text in device_xmls:
+        root = ET.fromstring(text)
+        if root.findtext("driver/name") != "vfio-pci":
+            continue
+        cls = root.findtext("capability[@type='pci']/class") or ""
+        kind = "gpu" if cls.lower().startswith("0x03") else "pci"
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
 def read_node(info: Sequence[Any], caps_xml: str, *, domcaps_xml: str = "",
               free_memory_b: int = 0, networks: Iterable[str] = (),
-              bridges: Iterable[str] = ()) -> NodeFacts:
+              bridges: Iterable[str] = (), devices: dict[str, int] | None = None,
+              ) -> NodeFacts:
     """``NodeFacts`` from ``virNodeGetInfo``'s list and the capabilities documents."""
     caps = ET.fromstring(caps_xml)
     cpu = caps.find("host/cpu")
@@ -117,6 +132,7 @@ def read_node(info: Sequence[Any], caps_xml: str, *, domcaps_xml: str = "",
         numa_cells=_cells(caps), machines=machines, emulators=emulators,
         cpu_models=usable_cpu_models(domcaps_xml),
         networks=tuple(sorted(networks)), bridges=tuple(sorted(bridges)),
+        devices=dict(devices or {}),
     )
 
 

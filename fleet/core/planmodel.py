@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from fleet.core.models import VM, Host, HostState
+from fleet.core.nodefacts import offers
 
 
 class Rule(StrEnum):
@@ -59,6 +60,7 @@ class PlanHost:
     rack: str = ""
     arch: str = ""
     cpu_models: frozenset[str] = frozenset()
+    offers: frozenset[str] | None = None  # pre-flight tokens; None: facts not reported
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class PlanVM:
     required_labels: Mapping[str, str] = field(default_factory=dict)
     arch: str = ""
     cpu_model: str = ""
+    needs: frozenset[str] = frozenset()  # pre-flight tokens of its definition
 
     @property
     def cpu_milli(self) -> int:
@@ -114,6 +117,7 @@ def plan_host(host: Host) -> PlanHost:
         name=host.name, vcpus=float(host.vcpus), memory_mib=host.memory_mib,
         state=host.state, labels=labels, rack=labels.get("rack", ""),
         arch=labels.get("arch", ""), cpu_models=_split_csv(labels.get("cpu_models", "")),
+        offers=offers(host.node) if host.node else None,
     )
 
 
@@ -127,4 +131,5 @@ def plan_vm(vm: VM, rule: str = "") -> PlanVM:
     return PlanVM(
         name=vm.name, vcpus=float(vm.vcpus), memory_mib=vm.memory_mib, host=vm.host,
         group=vm.group, rule=rule if vm.group else Rule.NONE.value,
+        needs=frozenset(vm.needs),
     )

@@ -6,7 +6,7 @@ import pytest
 
 from fleet.core.domainfacts import needs, read_domain, vm_attrs, with_metadata
 from fleet.core.errors import InvalidInput
-from fleet.core.nodefacts import NodeFacts, offers, read_node, shortfall
+from fleet.core.nodefacts import NodeFacts, offers, passthrough, read_node, shortfall
 
 # A definition as libvirt 9.0 returns it (persistent, migratable), trimmed.
 DOMAIN = """<domain type='kvm'>
@@ -30,6 +30,8 @@ DOMAIN = """<domain type='kvm'>
     <disk type='file' device='cdrom'><target dev='hdc' bus='ide'/></disk>
     <interface type='network'><mac address='52:54:00:09:35:83'/>
       <source network='fleet-lan'/><model type='virtio'/></interface>
+    <hostdev mode='subsystem' type='pci' managed='yes'><source>
+      <address domain='0x0000' bus='0x41' slot='0x00' function='0x0'/></source></hostdev>
     <interface type='bridge'><mac address='52:54:00:AA:00:01'/>
       <source bridge='br0'/></interface>
   </devices>
@@ -50,6 +52,7 @@ def test_a_definition_reads_as_facts() -> None:
     assert [(n.mac, n.network, n.bridge) for n in facts.nics] == [
         ("52:54:00:09:35:83", "fleet-lan", ""), ("52:54:00:aa:00:01", "", "br0")]
     assert facts.attrs == {"ha": "yes", "priority": "7"}
+    assert facts.hostdevs == 1 and facts.devices()["numa"] == 1
 
 
 def test_needs_name_networks_machine_cpu_hugepages_and_local_disks() -> None:
@@ -135,3 +138,14 @@ def test_a_need_of_an_unknown_kind_is_not_checked() -> None:
     offered = offers(_node().to_dict())
     assert shortfall(["net:fleet-lan", "tpm:2.0"], offered) == []
     assert shortfall(["emulator:/opt/qemu"], offered) == ["emulator /opt/qemu is not there"]
+
+
+def _pci(driver: str, cls: str) -> str:
+    return (f"<device><name>pci_x</name><driver><name>{driver}</name></driver>"
+            f"<capability type='pci'><class>{cls}</class></capability></device>")
+
+
+def test_devices_bound_for_passthrough_are_counted() -> None:
+    assert passthrough([_pci("vfio-pci", "0x030200"), _pci("vfio-pci", "0x030000"),
+                        _pci("vfio-pci", "0x020000"), _pci("nvidia", "0x030000"),
+                        _pci("virtio-pci", "0xffff00")]) == {"gpu": 2, "pci": 1}

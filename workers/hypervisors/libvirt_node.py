@@ -17,7 +17,7 @@ from typing import Any
 
 from fleet.core.domainfacts import read_domain
 from fleet.core.errors import InvalidInput
-from fleet.core.nodefacts import NodeFacts, offers, read_node, shortfall
+from fleet.core.nodefacts import NodeFacts, offers, passthrough, read_node, shortfall
 
 CPU_COMPARE_INCOMPATIBLE = 0
 SYS_NET = Path("/sys/class/net")
@@ -56,13 +56,22 @@ def _domcaps(conn: Any) -> str:
         return ""
 
 
+def _devices(conn: Any) -> dict[str, int]:
+    lib = _lib()
+    try:
+        found = conn.listAllDevices(lib.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
+        return passthrough(dev.XMLDesc(0) for dev in found)
+    except lib.libvirtError:
+        return {}
+
+
 def node_facts(conn: Any, local: bool) -> NodeFacts:
     """The host's facts; ``local``: this process runs on that host (sees its bridges)."""
     networks, net_bridges = _networks(conn)
     bridges = net_bridges + (host_bridges() if local else [])
     return read_node(conn.getInfo(), conn.getCapabilities(), domcaps_xml=_domcaps(conn),
                      free_memory_b=int(conn.getFreeMemory()), networks=networks,
-                     bridges=sorted(set(bridges)))
+                     bridges=sorted(set(bridges)), devices=_devices(conn))
 
 
 def definition(dom: Any) -> str:
