@@ -83,7 +83,8 @@ def definition(dom: Any) -> str:
     return str(dom.XMLDesc(flags))
 
 
-def _cpu_xml(xml: str) -> str:
+def guest_cpu_xml(xml: str) -> str:
+    """The guest's ``<cpu>`` element worth comparing with a host ("" if none is)."""
     root = ET.fromstring(xml)
     cpu = root.find("cpu")
     if cpu is None or cpu.find("model") is None or cpu.get("mode") == "host-passthrough" \
@@ -94,7 +95,7 @@ def _cpu_xml(xml: str) -> str:
 
 def cpu_reason(conn: Any, xml: str) -> str:
     """Why this host cannot run the guest CPU of ``xml`` ("" if it can or nothing to ask)."""
-    cpu = _cpu_xml(xml)
+    cpu = guest_cpu_xml(xml)
     if not cpu:
         return ""
     facts = read_domain(xml)
