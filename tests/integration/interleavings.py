@@ -200,6 +200,19 @@ class StepHypervisor:
     def healthy(self) -> bool:
         return self.host not in self.world.off
 
+    def node_facts(self) -> None:
+        return None
+
+    def definition(self, name: str) -> str:
+        return ""
+
+    def preflight(self, needs: object, definition: str, reported: object) -> list[str]:
+        _ = self._mine  # a host that does not answer cannot be asked
+        return []
+
+    def watch(self, wake: object) -> None:
+        return None
+
     def close(self) -> None:
         """Nothing to release."""
 
