@@ -4,11 +4,13 @@ Run ``python -m bench.convert OUT_DIR`` (the runner does it into a temporary dir
 nothing generated is committed.
 
 - Alibaba (``alibaba-openb-2023``): node -> host (vCPUs = cpu_milli / 1000, memory_mib as
-  is, GPUs ignored); pod -> VM request, in creation order. Files: ``alibaba/hosts.csv``,
-  ``alibaba/vms.csv``.
-- Huawei (``huawei-topology-vm-placement``): ``servers.csv`` row i -> ``host-<i>`` with the
-  sum of both NUMA nodes (vCPUs, RAM GiB x 1024 -> MiB; NUMA split not modelled), rack
-  from ``topology.csv``. Requests ``C1..C5`` -> ``huawei/vms_C<k>.csv`` in order. Rules:
+  is, ``gpu`` devices -> ``gpus``); pod -> VM request, in creation order, with ``gpus`` =
+  ``num_gpu`` whole devices, or ``gpu_milli`` / 1000 of one device when it is below 1000.
+  Files: ``alibaba/hosts.csv``, ``alibaba/vms.csv``.
+- Huawei (``huawei-topology-vm-placement``): ``servers.csv`` row i -> ``host-<i>`` with two
+  NUMA cells (``CPU1``/``RAM1`` and ``CPU2``/``RAM2``; RAM GiB x 1024 -> MiB) and their sum
+  as the host's totals, rack from ``topology.csv``. Requests ``C1..C5`` ->
+  ``huawei/vms_C<k>.csv`` in order, ``numa`` as is (1: one node, 2: half on each). Rules:
   ``affinity`` -> ``rack-affinity`` (a group's demand exceeds any host; same rack fits, see
   the data README), ``anti-affinity`` -> ``anti-affinity`` (different hosts),
   ``fault_domain`` -> ``fault-domain`` (VMs of different domains never share a rack).
@@ -39,13 +41,19 @@ def alibaba(out: Path) -> tuple[Path, Path]:
     src = DATA / "alibaba-openb-2023"
     out.mkdir(parents=True, exist_ok=True)
     hosts = [{"name": r["sn"], "vcpus": int(r["cpu_milli"]) / 1000,
-              "memory_mib": int(r["memory_mib"])} for r in _rows(src / "nodes.csv")]
+              "memory_mib": int(r["memory_mib"]), "gpus": int(r["gpu"])}
+             for r in _rows(src / "nodes.csv")]
     pods = sorted(_rows(src / "pods.csv"), key=lambda r: (int(r["creation_time"]), r["name"]))
     vms = [{"name": r["name"], "vcpus": int(r["cpu_milli"]) / 1000,
-            "memory_mib": int(r["memory_mib"])} for r in pods]
+            "memory_mib": int(r["memory_mib"]), "gpus": _gpus(r)} for r in pods]
     write_csv(out / "hosts.csv", hosts, HOST_FIELDS)
     write_csv(out / "vms.csv", vms, VM_FIELDS)
     return out / "hosts.csv", out / "vms.csv"
+
+
+def _gpus(pod: dict[str, str]) -> float:
+    count, each = int(pod["num_gpu"]), int(pod["gpu_milli"])
+    return each / 1000 if count and each < 1000 else count
 
 
 def _num(text: str) -> str:
@@ -59,16 +67,18 @@ def huawei(out: Path) -> tuple[Path, list[Path]]:
     hosts = []
     for i, r in enumerate(_rows(src / "servers.csv")):
         name = f"host-{i}"
-        hosts.append({"name": name, "vcpus": int(r["CPU1"]) + int(r["CPU2"]),
-                      "memory_mib": (int(r["RAM1"]) + int(r["RAM2"])) * 1024,
-                      "rack": f"rack-{racks[name]}"})
+        cells = [{"vcpus": int(r[f"CPU{k}"]), "memory_mib": int(r[f"RAM{k}"]) * 1024}
+                 for k in (1, 2)]
+        hosts.append({"name": name, "vcpus": sum(c["vcpus"] for c in cells),
+                      "memory_mib": sum(c["memory_mib"] for c in cells),
+                      "rack": f"rack-{racks[name]}", "numa_cells": cells})
     write_csv(out / "hosts.csv", hosts, HOST_FIELDS)
     files = []
     for k in range(1, 6):
         vms = []
         for n, r in enumerate(_rows(src / f"requests_C{k}.csv")):
             vm = {"name": f"C{k}-{n:05d}", "vcpus": int(r["flavor_vcpus"]),
-                  "memory_mib": int(float(r["flavor_ram"])) * 1024}
+                  "memory_mib": int(float(r["flavor_ram"])) * 1024, "numa": int(r["numa"])}
             if r["strategy"]:
                 rule = RULES[r["strategy"]]
                 vm.update(group=f"{rule}-{_num(r['group'])}", rule=rule,

@@ -8,14 +8,16 @@ It converts the shared fleets into inventory files in a temporary directory
 (``bench.convert``), then runs, in one process and on the same inputs, fleet's engine
 through the code behind ``fleet plan`` (``fleet.cli.plan.run_*``) and the baselines of
 ``bench.baselines``. Every placement is checked by ``bench.baselines.verify`` (an
-independent overcommit and group-rule check). Prints Markdown tables.
+independent check of overcommit, group rules, NUMA cells and GPUs, from the cells and
+devices each placement names). Prints Markdown tables.
 
-1. Alibaba: place the 8,152 pods as VM requests on the 1,523 nodes (throughput, accepted).
+1. Alibaba: place the 8,152 pods as VM requests on the 1,523 nodes, GPUs counted
+   (throughput, accepted), with the engine's policies stack and spread.
 2. Alibaba drain: from the engine's packed placement of step 1, plan the evacuation of
    the fullest host (latency: median of repeated runs; state build included, and
    planning alone on a prebuilt state as the controller would hold it).
 3. Huawei C1..C5: place each request sequence with its affinity, anti-affinity and
-   fault-domain rules (accepted, violations).
+   fault-domain rules and its NUMA pinning (accepted, violations).
 4. N+1 capacity report on the Alibaba placement.
 """
 
@@ -61,30 +63,42 @@ def _table(header: Sequence[str], rows: list[list[object]]) -> None:
     print()
 
 
-def place_rows(hosts_f: Path, vms_f: Path, nova_limit: int | None) -> tuple[list[list[object]],
-                                                                             dict[str, str]]:
+def _checked(label: str, hosts: Sequence[PlanHost], reqs: Sequence[PlanVM],
+             got: tuple[baselines.Placement, baselines.Slots], ms: float) -> list[object]:
+    check = baselines.verify(hosts, reqs, *got)
+    return [label, len(reqs), len(got[0]), check["rule_violations"],
+            check["overcommitted_hosts"], check["numa_violations"], check["gpu_violations"],
+            f"{ms:.0f}", f"{len(reqs) / ms * 1000:,.0f}"]
+
+
+def place_rows(hosts_f: Path, vms_f: Path, nova_limit: int | None,
+               policies: Sequence[str] = ("stack",),
+               ) -> tuple[list[list[object]], dict[str, str], baselines.Slots]:
+    """Rows of the engine (one per policy) and of the baselines; the engine's placement
+    and slots with the first policy."""
     hosts, vms = read_hosts(hosts_f), read_vms(vms_f)
-    out = run_place(hosts_f, vms_f, make_config("stack"))
-    where = {p["vm"]: p["host"] for p in out["placements"] if p["host"]}
-    check = baselines.verify(hosts, vms, where)
-    ms = out["planning_ms"]
-    rows: list[list[object]] = [[ENGINE + " (stack)", len(vms), out["placed"],
-                                 check["rule_violations"], check["overcommitted_hosts"],
-                                 f"{ms:.0f}", f"{len(vms) / ms * 1000:,.0f}"]]
+    rows, kept = [], None
+    for policy in policies:
+        out = run_place(hosts_f, vms_f, make_config(policy))
+        where = {p["vm"]: p["host"] for p in out["placements"] if p["host"]}
+        slots = {p["vm"]: (tuple(p.get("cells", ())), tuple(p.get("devices", ())))
+                 for p in out["placements"] if p["host"]}
+        rows.append(_checked(f"{ENGINE} ({policy})", hosts, vms, (where, slots),
+                             out["planning_ms"]))
+        kept = kept or (where, slots)
+    assert kept is not None
     for name in baselines.BASELINES:
         reqs = vms[:nova_limit] if name == "nova-style" and nova_limit else vms
         t0 = time.perf_counter()
         got = baselines.place(name, hosts, reqs)
         ms = (time.perf_counter() - t0) * 1000
-        check = baselines.verify(hosts, reqs, got)
         label = name if len(reqs) == len(vms) else f"{name} (first {len(reqs)})"
-        rows.append([label, len(reqs), len(got), check["rule_violations"],
-                     check["overcommitted_hosts"], f"{ms:.0f}", f"{len(reqs) / ms * 1000:,.0f}"])
-    return rows, where
+        rows.append(_checked(label, hosts, reqs, got, ms))
+    return rows, *kept
 
 
 PLACE_HEADER = ["algorithm", "requests", "accepted", "rule violations", "overcommitted hosts",
-                "time ms", "VMs/s"]
+                "NUMA violations", "GPU violations", "time ms", "VMs/s"]
 
 
 def fullest(hosts: Sequence[PlanHost], vms: Sequence[PlanVM]) -> str:
@@ -157,10 +171,11 @@ def main() -> None:
 def run(tmp: Path, nova_limit: int | None, repeat: int) -> None:
     a_hosts, a_vms = convert.alibaba(tmp / "alibaba")
     print("### Alibaba: place 8,152 pods on 1,523 nodes\n")
-    rows, where = place_rows(a_hosts, a_vms, nova_limit)
+    rows, where, slots = place_rows(a_hosts, a_vms, nova_limit, ("stack", "spread"))
     _table(PLACE_HEADER, rows)
     hosts, vms = read_hosts(a_hosts), read_vms(a_vms)
-    placed = [PlanVM(**{**v.__dict__, "host": where[v.name]}) for v in vms if v.name in where]
+    placed = [PlanVM(**{**v.__dict__, "host": where[v.name], "cells": slots[v.name][0],
+                        "devices": slots[v.name][1]}) for v in vms if v.name in where]
     write_json(tmp / "alibaba-inventory.json", hosts, placed)
     inv_f = tmp / "alibaba-inventory.json"
     for what, source in (("the fullest host", fullest(hosts, placed)),

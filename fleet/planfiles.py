@@ -15,13 +15,21 @@ labels                no        JSON object, or CSV ``k=v;k2=v2``
 rack                  no        rack name (fault domain); absent = its own rack
 arch                  no        e.g. x86_64, aarch64
 cpu_models            no        CPU models offered: JSON list, or CSV ``a;b``
+numa_cells            no        NUMA nodes: JSON list of ``{"vcpus": 16,
+                                "memory_mib": 32768}``, or CSV ``16:32768;16:32768``;
+                                they must add up to ``vcpus`` and ``memory_mib``
+gpus                  no        GPUs (or other passthrough devices), whole number
 ====================  ========  ==============================================
 
 VMs file: same forms (object key ``vms``). Fields: ``name``, ``vcpus`` (> 0),
 ``memory_mib`` (required); ``disk_gib``, ``host`` (where it runs; empty = a request),
 ``group``, ``rule`` (affinity, anti-affinity, rack-affinity, rack-anti-affinity,
 fault-domain; a group without a rule means anti-affinity), ``domain`` (fault-domain
-index), ``labels`` (host labels it requires), ``arch``, ``cpu_model``.
+index), ``labels`` (host labels it requires), ``arch``, ``cpu_model``, ``numa`` (NUMA
+nodes it is pinned to: 0 or absent floats, 1 must fit one node, 2 takes half on each of
+two), ``gpus`` (below 1: a share of one device; else a whole number of devices). A VM
+with a ``host`` may say which of its nodes and devices it holds: ``cells`` and
+``devices``, JSON lists or CSV ``0;1`` of indexes (absent: the planner picks).
 
 Inventory (``--inventory``): a JSON object ``{"hosts": [...], "vms": [...]}``, or a
 directory holding ``hosts.json|hosts.csv`` and ``vms.json|vms.csv``. Every VM's ``host``
@@ -42,14 +50,14 @@ from typing import Any, TypeVar
 
 from fleet.core.errors import InvalidInput
 from fleet.core.models import HostState
-from fleet.core.planmodel import RULES, PlanHost, PlanVM, Rule
+from fleet.core.planmodel import RULES, NumaCell, PlanHost, PlanVM, Rule
 
 T = TypeVar("T")
 HOST_STATES = frozenset(s.value for s in HostState)
 HOST_FIELDS = ("name", "vcpus", "memory_mib", "disk_gib", "state", "labels", "rack", "arch",
-               "cpu_models")
+               "cpu_models", "numa_cells", "gpus")
 VM_FIELDS = ("name", "vcpus", "memory_mib", "disk_gib", "host", "group", "rule", "domain",
-             "labels", "arch", "cpu_model")
+             "labels", "arch", "cpu_model", "numa", "gpus", "cells", "devices")
 
 
 @dataclass(frozen=True)
@@ -127,18 +135,72 @@ class _Row:
             raise self.fail(f"{key} must be a list or a;b, got {value!r}")
         return frozenset(p.strip() for p in value.split(";") if p.strip())
 
+    def _list(self, key: str) -> list[Any]:
+        value = self.raw(key)
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(";") if p.strip()]
+        if not isinstance(value, list):
+            raise self.fail(f"{key} must be a list, got {value!r}")
+        return value
+
+    def indexes(self, key: str) -> tuple[int, ...]:
+        out: list[int] = []
+        for item in self._list(key):
+            num = _Row(self.where, {key: item}).number(key)
+            if num != int(num):
+                raise self.fail(f"{key} must list whole numbers, got {item!r}")
+            out.append(int(num))
+        return tuple(out)
+
+    def cells(self, key: str) -> tuple[NumaCell, ...]:
+        out: list[NumaCell] = []
+        for item in self._list(key):
+            data = item
+            if isinstance(item, str):
+                vcpus, _, mem = item.partition(":")
+                data = {"vcpus": vcpus, "memory_mib": mem}
+            if not isinstance(data, dict):
+                raise self.fail(f"{key} items must be objects or vcpus:memory_mib, got {item!r}")
+            cell = _Row(f"{self.where}: {key} item {len(out) + 1}", data)
+            out.append(NumaCell(cell.number("vcpus"), cell.whole("memory_mib")))
+        return tuple(out)
+
 
 # ------------------------------------------------------------------ records
 def _host(row: _Row) -> PlanHost:
     state = row.text("state") or HostState.ACTIVE.value
     if state not in HOST_STATES:
         raise row.fail(f"state must be one of {', '.join(sorted(HOST_STATES))}, got {state!r}")
-    return PlanHost(
+    host = PlanHost(
         name=row.text("name", required=True), vcpus=row.number("vcpus"),
         memory_mib=row.whole("memory_mib"), disk_gib=row.optional_whole("disk_gib"),
         state=state, labels=row.mapping("labels"), rack=row.text("rack"),
         arch=row.text("arch"), cpu_models=row.items("cpu_models"),
+        numa_cells=row.cells("numa_cells"), gpus=row.optional_whole("gpus") or 0,
     )
+    cells = host.numa_cells
+    if cells and (abs(sum(c.vcpus for c in cells) - host.vcpus) > 1e-6
+                  or sum(c.memory_mib for c in cells) != host.memory_mib):
+        raise row.fail(f"numa_cells must add up to vcpus {host.vcpus:g} and memory_mib "
+                       f"{host.memory_mib}")
+    return host
+
+
+def _devices(row: _Row) -> tuple[int, float, tuple[int, ...], tuple[int, ...]]:
+    """A VM's ``numa``, ``gpus``, ``cells`` and ``devices``, checked together."""
+    numa, gpus = row.optional_whole("numa") or 0, row.number("gpus") if row.raw("gpus") else 0.0
+    if gpus > 1 and gpus != int(gpus):
+        raise row.fail(f"gpus must be below 1 (a share of one device) or whole, got {gpus:g}")
+    cells, devices = row.indexes("cells"), row.indexes("devices")
+    if cells and (not row.text("host") or len(cells) != numa or len(set(cells)) != numa):
+        raise row.fail(f"cells must name {numa} distinct NUMA nodes of the VM's host")
+    want = max(1, int(gpus)) if gpus else 0
+    if devices and (not row.text("host") or len(devices) != want
+                    or len(set(devices)) != want):
+        raise row.fail(f"devices must name {want} distinct devices of the VM's host")
+    return numa, gpus, cells, devices
 
 
 def _vm(row: _Row) -> PlanVM:
@@ -151,12 +213,13 @@ def _vm(row: _Row) -> PlanVM:
         rule = Rule.ANTI_AFFINITY.value
     if row.number("vcpus") <= 0:
         raise row.fail(f"vcpus must be > 0, got {row.raw('vcpus')!r}")
+    numa, gpus, cells, devices = _devices(row)
     return PlanVM(
         name=row.text("name", required=True), vcpus=row.number("vcpus"),
         memory_mib=row.whole("memory_mib"), disk_gib=row.optional_whole("disk_gib") or 0,
         host=row.text("host"), group=group, rule=rule, domain=row.text("domain"),
         required_labels=row.mapping("labels"), arch=row.text("arch"),
-        cpu_model=row.text("cpu_model"),
+        cpu_model=row.text("cpu_model"), numa=numa, gpus=gpus, cells=cells, devices=devices,
     )
 
 
@@ -260,11 +323,19 @@ def read_inventory(path: str | Path) -> Inventory:
         vms = _unique(p, "VM", [_vm(r) for r in _json_rows(p, "vms", data)], lambda v: v.name)
         _check_groups(p, vms)
         where = p
-    names = {h.name for h in hosts}
+    by_name = {h.name: h for h in hosts}
     for vm in vms:
-        if vm.host not in names:
+        if vm.host not in by_name:
             raise InvalidInput(f"{where}: VM {vm.name!r} runs on unknown host {vm.host!r}")
+        _check_slot(where, vm, by_name[vm.host])
     return Inventory(hosts, vms)
+
+
+def _check_slot(where: Path, vm: PlanVM, host: PlanHost) -> None:
+    if any(k >= len(host.numa_cells) for k in vm.cells):
+        raise InvalidInput(f"{where}: VM {vm.name!r} names a NUMA node {host.name!r} lacks")
+    if any(k >= host.gpus for k in vm.devices):
+        raise InvalidInput(f"{where}: VM {vm.name!r} names a device {host.name!r} lacks")
 
 
 # ------------------------------------------------------------------ writing
@@ -273,7 +344,9 @@ def host_record(h: PlanHost) -> dict[str, Any]:
     out: dict[str, Any] = {"name": h.name, "vcpus": h.vcpus, "memory_mib": h.memory_mib}
     extra = {"disk_gib": h.disk_gib, "labels": dict(h.labels), "rack": h.rack,
              "arch": h.arch, "cpu_models": sorted(h.cpu_models),
-             "state": h.state if h.state != HostState.ACTIVE.value else None}
+             "state": h.state if h.state != HostState.ACTIVE.value else None,
+             "numa_cells": [{"vcpus": c.vcpus, "memory_mib": c.memory_mib}
+                            for c in h.numa_cells], "gpus": h.gpus}
     out.update({k: v for k, v in extra.items() if v})
     return out
 
@@ -283,7 +356,8 @@ def vm_record(v: PlanVM) -> dict[str, Any]:
     out: dict[str, Any] = {"name": v.name, "vcpus": v.vcpus, "memory_mib": v.memory_mib}
     extra = {"disk_gib": v.disk_gib, "host": v.host, "group": v.group, "rule": v.rule,
              "domain": v.domain, "labels": dict(v.required_labels), "arch": v.arch,
-             "cpu_model": v.cpu_model}
+             "cpu_model": v.cpu_model, "numa": v.numa, "gpus": v.gpus,
+             "cells": list(v.cells), "devices": list(v.devices)}
     out.update({k: val for k, val in extra.items() if val})
     return out
 
@@ -306,7 +380,8 @@ def write_csv(path: str | Path, records: Sequence[dict[str, Any]], fields: Seque
         if isinstance(value, dict):
             return ";".join(f"{k}={v}" for k, v in value.items())
         if isinstance(value, list):
-            return ";".join(str(v) for v in value)
+            return ";".join(":".join(str(x) for x in v.values()) if isinstance(v, dict)
+                            else str(v) for v in value)
         return "" if value is None else str(value)
 
     with Path(path).open("w", encoding="utf-8", newline="") as f:

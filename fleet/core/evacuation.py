@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from fleet.core.errors import InvalidInput
 from fleet.core.filters import Query, passes
 from fleet.core.fleetstate import Demand, FleetState, demand_of
-from fleet.core.placement import NO_SCORE, pinned, query, select, why_nowhere
+from fleet.core.placement import NO_SCORE, pinned, plus, query, select, why_nowhere
 from fleet.core.planmodel import PlanVM, Rule
 
 ENGINE, FFD, BEST_FIT, DOT_PRODUCT = "engine", "first-fit-decreasing", "best-fit", "dot-product"
@@ -151,8 +151,21 @@ def _units(st: FleetState, vms: Sequence[PlanVM]) -> list[list[PlanVM]]:
 
 
 def _total(unit: Sequence[PlanVM]) -> Demand:
-    ds = [demand_of(vm) for vm in unit]
-    return Demand(sum(d.cpu for d in ds), sum(d.mem for d in ds), sum(d.disk for d in ds))
+    if len(unit) == 1:
+        return demand_of(unit[0])
+    total = Demand(0, 0)
+    for vm in unit:
+        total = plus(total, demand_of(vm))
+    return total
+
+
+def _lands(st: FleetState, vm: PlanVM, dest: int | None, gang: bool) -> bool:
+    """Whether ``vm`` goes to ``dest``: the filters passed for a gang's first member, so
+    each other member is checked against the NUMA cells and devices left."""
+    if dest is None:
+        return False
+    return not gang or ((not vm.numa or st.numa_fits(dest, demand_of(vm)))
+                        and (not vm.gpus or st.gpu_fits(dest, vm.gpu_milli, vm.gpu_milli)))
 
 
 @dataclass
@@ -170,12 +183,13 @@ def _pack(st: FleetState, units: list[list[PlanVM]], origin: dict[str, int],
         q = query(st, unit[0], exclude, _total(unit))
         dest = pick(st, q)
         for vm in unit:
-            if dest is None:
-                why = why_nowhere(st, q) if explain else ()
-                attempt.failed.append((vm, origin[vm.name], why))
-            else:
+            if _lands(st, vm, dest, len(unit) > 1):
+                assert dest is not None
                 st.add(vm, dest)
                 attempt.placed.append((vm, origin[vm.name], dest))
+            else:
+                why = why_nowhere(st, q) if explain else ()
+                attempt.failed.append((vm, origin[vm.name], why))
     return attempt
 
 

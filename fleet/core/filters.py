@@ -8,6 +8,8 @@ in the order they are checked; cheap and selective ones first.
 - excluded: the VM's own host and any host the caller excludes;
 - vcpu / memory / disk: free capacity (x allocation ratio, minus reserved memory, after
   VMs and in-flight claims) covers the request;
+- numa: a pinned VM fits that many of the host's NUMA cells (hosts without cells pass);
+- gpu: the host's devices serve the VM's GPUs (a share of one device, or whole devices);
 - labels: the host carries every label the VM requires (aggregates);
 - arch / cpu-model: the host's architecture matches and it offers the VM's CPU model;
 - group: the VM's group rule (see ``fleet.core.planmodel``) holds if it lands here;
@@ -22,21 +24,38 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fleet.core.fleetstate import Demand, FleetState
+from fleet.core.fleetstate import Demand, FleetState, demand_of
 from fleet.core.nodefacts import shortfall
 from fleet.core.planmodel import PlanVM, Rule
 
 
 @dataclass
 class Query:
-    """One placement question: this VM (or gang), this demand, minus these hosts."""
+    """One placement question: this VM (or gang), this demand, minus these hosts.
+
+    ``checks`` are the host-trait filters that can reject a host for this VM (``ASKS``),
+    chosen once per question so the hot path calls no filter that passes every host.
+    """
 
     vm: PlanVM
     demand: Demand
     exclude: frozenset[int] = field(default_factory=frozenset)
+    checks: tuple[Check, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        self.checks = tuple(f.ok for f in _TRAIT_FILTERS
+                            if (asks := ASKS.get(f.name)) is None or asks(self))
 
 
 Check = Callable[[FleetState, int, Query], bool]
+
+#: What a VM must ask for before a filter can reject any host (others always run).
+ASKS: dict[str, Callable[[Query], object]] = {
+    "excluded": lambda q: q.exclude, "disk": lambda q: q.demand.disk,
+    "numa": lambda q: q.vm.numa, "gpu": lambda q: q.demand.gpu,
+    "group": lambda q: q.vm.group, "labels": lambda q: q.vm.required_labels,
+    "arch": lambda q: q.vm.arch, "cpu-model": lambda q: q.vm.cpu_model,
+}
 Explain = Callable[[FleetState, int, Query], str]
 
 
@@ -102,6 +121,39 @@ def _disk_ok(st: FleetState, i: int, q: Query) -> bool:
 
 def _disk_why(st: FleetState, i: int, q: Query) -> str:
     return f"disk: needs {q.demand.disk} GiB, free {st.free_disk[i]} of {st.cap_disk[i]} GiB"
+
+
+# --------------------------------------------------------------------- NUMA cells, devices
+def _numa_ok(st: FleetState, i: int, q: Query) -> bool:
+    if q.demand.numa:  # one VM's demand
+        return st.numa_fits(i, q.demand)
+    return not q.vm.numa or st.numa_fits(i, demand_of(q.vm))  # a gang: its first VM
+
+
+def _numa_why(st: FleetState, i: int, q: Query) -> str:
+    vm, n = q.vm, len(st.cell_cpu[i])
+    if vm.numa > n:
+        return f"numa: VM is pinned to {vm.numa} NUMA nodes, host has {n}"
+    free = ", ".join(f"{_fmt_cpu(c)} vCPUs/{m} MiB"
+                     for c, m in zip(st.cell_cpu[i], st.cell_mem[i], strict=True))
+    where = "one NUMA node" if vm.numa == 1 else f"each of {vm.numa} NUMA nodes"
+    return (f"numa: VM needs {_fmt_cpu(-(-vm.cpu_milli // vm.numa))} vCPUs and "
+            f"{-(-vm.memory_mib // vm.numa)} MiB on {where}, nodes have free {free}")
+
+
+def _gpu_ok(st: FleetState, i: int, q: Query) -> bool:
+    return not q.demand.gpu or st.gpu_fits(i, q.vm.gpu_milli, q.demand.gpu)
+
+
+def _gpu_why(st: FleetState, i: int, q: Query) -> str:
+    free = st.gpu_free[i]
+    if not free:
+        return f"gpu: VM needs {q.vm.gpus:g} GPU, host has none"
+    if q.vm.gpu_milli < 1000:
+        return (f"gpu: VM needs {q.vm.gpus:g} of one GPU, the freest of the host's "
+                f"{len(free)} has {max(free) / 1000:g} free")
+    return (f"gpu: VM needs {q.vm.gpus:g} whole GPUs, {free.count(1000)} of the host's "
+            f"{len(free)} are free")
 
 
 # --------------------------------------------------------------------- host traits
@@ -216,6 +268,8 @@ FILTERS: tuple[Filter, ...] = (
     Filter("memory", _mem_ok, _mem_why),
     Filter("vcpu", _cpu_ok, _cpu_why),
     Filter("disk", _disk_ok, _disk_why),
+    Filter("numa", _numa_ok, _numa_why),
+    Filter("gpu", _gpu_ok, _gpu_why),
     Filter("group", _group_ok, _group_why),
     Filter("labels", _labels_ok, _labels_why),
     Filter("arch", _arch_ok, _arch_why),
@@ -229,7 +283,7 @@ def passes(st: FleetState, i: int, q: Query) -> bool:
     return (st.receiving[i] and i not in q.exclude
             and st.free_mem[i] >= q.demand.mem and st.free_cpu[i] >= q.demand.cpu
             and st.free_disk[i] >= q.demand.disk
-            and all(f.ok(st, i, q) for f in _TRAIT_FILTERS))
+            and (not q.checks or all(ok(st, i, q) for ok in q.checks)))
 
 
 _TRAIT_FILTERS = FILTERS[5:]

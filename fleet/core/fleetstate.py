@@ -5,10 +5,16 @@ incrementally as the planner places or lifts VMs. It keeps:
 
 - per-host capacity (physical x allocation ratio, minus reserved memory) and free
   vectors in integer units (milli-vCPU, MiB, GiB), counting in-flight claims;
+- per NUMA cell free vCPU and memory (hosts that list cells) and per device free share
+  (hosts with GPUs), and for each VM pinned or holding devices the ``Slot`` it took
+  (``fleet.core.slots``), so lifting it gives back exactly that; in-flight claims of
+  pinned or device-holding VMs take slots too (released last-taken first);
 - group membership per host and per rack, for the group rules;
-- a 2-D grid of buckets over (free vCPU share, free memory share) of the hosts that can
-  receive, each bucket sorted by the linear weigher score, so a query can skip whole
-  buckets that cannot fit the VM or cannot beat the best host found so far;
+- a grid of buckets over (device level, free vCPU share, free memory share) of the hosts
+  that can receive, each bucket sorted by the linear weigher score, so a query can skip
+  whole buckets that cannot fit the VM or cannot beat the best host found so far (the
+  device level, ``fleet.core.slots.level``, keeps hosts whose GPUs are taken out of a GPU
+  request's way; a fleet without devices has one level);
 - a journal, so ``trial()`` can undo a what-if (an evacuation plan, an N+1 check).
 """
 
@@ -19,30 +25,30 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import NamedTuple
 
+from fleet.core.cellstate import CellState, Demand, demand_of
 from fleet.core.errors import InvalidInput
 from fleet.core.models import HostState
 from fleet.core.planmodel import PlacementConfig, PlanHost, PlanVM, Rule, milli
+from fleet.core.slots import (
+    EMPTY,
+    WHOLE,
+    Slot,
+    level,
+    level_may_fit,
+    numa_level,
+    numa_levels,
+    numa_min_level,
+)
 from fleet.core.weighers import Weights, edge_bound, linear_score, parse_weights, share
+
+__all__ = ["GRID", "UNTRACKED", "Demand", "FleetState", "demand_of"]
 
 GRID = 16
 UNTRACKED = 1 << 62
 
 
-class Demand(NamedTuple):
-    """Resources in engine units: milli-vCPU, MiB, GiB."""
-
-    cpu: int
-    mem: int
-    disk: int = 0
-
-
-def demand_of(vm: PlanVM) -> Demand:
-    return Demand(vm.cpu_milli, vm.memory_mib, vm.disk_gib)
-
-
-class FleetState:
+class FleetState(CellState):
     """Mutable planning state; see the module docstring."""
 
     def __init__(self, hosts: Sequence[PlanHost], config: PlacementConfig | None = None,
@@ -56,6 +62,7 @@ class FleetState:
                 raise InvalidInput(f"host {h.name!r} appears twice")
             self.index[h.name] = i
         self._init_capacity()
+        self._init_cells()
         self._init_racks()
         self.placed: dict[str, tuple[PlanVM, int]] = {}
         self.group_hosts: dict[str, Counter[int]] = {}
@@ -63,10 +70,9 @@ class FleetState:
         self.fault_domains: dict[tuple[str, int], Counter[str]] = {}
         self._journal: list[tuple[str, object, int]] = []
         self._depth = 0
-        for name, d in (claims or {}).items():
-            if name in self.index:
-                self._take(self.index[name], d, +1)
         self._load(vms)
+        for name, d in (claims or {}).items():
+            self.claim(name, d, +1)
         self._init_buckets()
 
     # ----------------------------------------------------------------- construction
@@ -104,6 +110,9 @@ class FleetState:
             free_mem[i] -= vm.memory_mib
             if cap_disk[i] != UNTRACKED:
                 free_disk[i] -= vm.disk_gib
+            if vm.numa or vm.gpus:
+                d = demand_of(vm)
+                self._apply(i, d, self._slot(vm.name, i, d, Slot(vm.cells, vm.devices)), +1)
             if vm.group:
                 self._member(vm, i, +1)
 
@@ -120,14 +129,21 @@ class FleetState:
 
     def _init_buckets(self) -> None:
         w, n = self.weights, GRID
+        self.levels = 1 + max((level([WHOLE] * h.gpus) for h in self.hosts), default=0)
+        self.nlevels = numa_levels([c for cells in self.cell_cap_cpu for c in cells])
         self.bound = [0.0] * (n * n)
-        for b in range(n * n):
-            bx, by = divmod(b, n)
-            self.bound[b] = (edge_bound(w.cpu, bx / n, (bx + 1) / n)
+        for c in range(n * n):
+            bx, by = divmod(c, n)
+            self.bound[c] = (edge_bound(w.cpu, bx / n, (bx + 1) / n)
                              + edge_bound(w.ram, by / n, (by + 1) / n)
                              + max(w.disk, 0.0) + w.dynamic_max)
-        self.order = sorted(range(n * n), key=lambda b: (-self.bound[b], b))
-        self.buckets: list[list[tuple[float, int]]] = [[] for _ in range(n * n)]
+        self.order = sorted(range(n * n), key=lambda c: (-self.bound[c], c))
+        self.cell_x = [c // n for c in range(n * n)]
+        self.cell_y = [c % n for c in range(n * n)]
+        self.filled = [0] * (self.levels * n * n)  # hosts per device level and grid cell
+        self.filled_any = [0] * (n * n)  # hosts per grid cell
+        planes = self.levels * self.nlevels
+        self.buckets: list[list[tuple[float, int]]] = [[] for _ in range(planes * n * n)]
         self.score = [0.0] * len(self.hosts)
         for i in range(len(self.hosts)):
             if self.receiving[i]:
@@ -145,13 +161,23 @@ class FleetState:
         n = GRID
         bx = min(n - 1, max(0, self.free_cpu[i] * n // self.scale_cpu))
         by = min(n - 1, max(0, self.free_mem[i] * n // self.scale_mem))
-        return bx * n + by
+        lv = level(self.gpu_free[i]) if self.levels > 1 else 0
+        if self.nlevels > 1:
+            lv = lv * self.nlevels + numa_level(self.cell_cpu[i], self.nlevels)
+        return (lv * n + bx) * n + by
 
     def _index(self, i: int) -> None:
         s = linear_score(self.weights, *self.shares(i))
         b = self._bucket(i)
         self.score[i], self.bucket_of[i] = s, b
         bisect.insort(self.buckets[b], (-s, i))
+        self.filled[self._tier_cell(b)] += 1
+        self.filled_any[b % (GRID * GRID)] += 1
+
+    def _tier_cell(self, b: int) -> int:
+        """Bucket ``b``'s index in ``filled``: its device level and grid cell."""
+        plane, c = divmod(b, GRID * GRID)
+        return plane // self.nlevels * GRID * GRID + c
 
     def _unindex(self, i: int) -> None:
         b = self.bucket_of[i]
@@ -159,18 +185,34 @@ class FleetState:
             return
         items = self.buckets[b]
         del items[bisect.bisect_left(items, (-self.score[i], i))]
+        self.filled[self._tier_cell(b)] -= 1
+        self.filled_any[b % (GRID * GRID)] -= 1
         self.bucket_of[i] = -1
 
-    def bucket_may_fit(self, b: int, d: Demand) -> bool:
-        """False when every host in bucket ``b`` has less free vCPU or memory than ``d``."""
+    def cell_floor(self, d: Demand) -> tuple[int, int]:
+        """The lowest grid column and row (free vCPU, free memory) whose hosts may have
+        room for ``d``: hosts in a lower one all have less free vCPU or memory."""
         n = GRID
-        bx, by = divmod(b, n)
-        if bx < n - 1 and (bx + 1) * self.scale_cpu <= d.cpu * n:
-            return False
-        return not (by < n - 1 and (by + 1) * self.scale_mem <= d.mem * n)
+        return (min(n - 1, d.cpu * n // self.scale_cpu),
+                min(n - 1, d.mem * n // self.scale_mem))
+
+    def tiers(self, gpu: int, part: int) -> list[tuple[int, list[int]]]:
+        """Where to look for a VM of ``gpu`` milli-devices and ``part`` milli-vCPU per NUMA
+        cell (one VM's), in order: (first index in ``filled``, or -1 for ``filled_any``;
+        the first buckets of the planes whose hosts may hold it). A VM without devices
+        looks at one device level at a time, lowest first; a VM with devices at every
+        level that may serve it at once."""
+        cells, nl = GRID * GRID, self.nlevels
+        low = numa_min_level(part, nl)
+        levels = [g for g in range(self.levels) if level_may_fit(g, gpu)]
+        if gpu:
+            return [(-1, [(g * nl + k) * cells for g in levels for k in range(low, nl)])]
+        return [(g * cells, [(g * nl + k) * cells for k in range(low, nl)]) for g in levels]
 
     # ----------------------------------------------------------------- mutation
-    def _take(self, i: int, d: Demand, sign: int) -> None:
+    def _take(self, i: int, d: Demand, sign: int, slot: Slot = EMPTY) -> None:
+        """Take (+1) or give back (-1) ``d`` on host ``i``, and on the cells and devices
+        of ``slot``."""
         indexed = self.bucket_of[i] >= 0
         if indexed:
             self._unindex(i)
@@ -178,16 +220,20 @@ class FleetState:
         self.free_mem[i] -= sign * d.mem
         if self.cap_disk[i] != UNTRACKED:
             self.free_disk[i] -= sign * d.disk
+        if slot is not EMPTY:
+            self._apply(i, d, slot, sign)
         if indexed:
             self._index(i)
 
-    def add(self, vm: PlanVM, i: int) -> None:
-        """Record ``vm`` as running (or planned) on host ``i``."""
+    def add(self, vm: PlanVM, i: int, slot: Slot = EMPTY) -> None:
+        """Record ``vm`` as running (or planned) on host ``i``, in ``slot`` if given (else
+        the engine picks its cells and devices)."""
         if vm.name in self.placed:
             raise InvalidInput(f"VM {vm.name!r} appears twice")
         self.placed[vm.name] = (vm, i)
         self.host_vms[i][vm.name] = None
-        self._take(i, demand_of(vm), +1)
+        d = demand_of(vm)
+        self._take(i, d, +1, self._slot(vm.name, i, d, slot) if d.numa or d.gpu else EMPTY)
         if vm.group:
             self._member(vm, i, +1)
         if self._depth:
@@ -197,11 +243,12 @@ class FleetState:
         """Lift VM ``name`` off its host; returns it and the host index it was on."""
         vm, i = self.placed.pop(name)
         del self.host_vms[i][name]
-        self._take(i, demand_of(vm), -1)
+        slot = self.slot_of.pop(name, EMPTY)
+        self._take(i, demand_of(vm), -1, slot)
         if vm.group:
             self._member(vm, i, -1)
         if self._depth:
-            self._journal.append(("remove", vm, i))
+            self._journal.append(("remove", (vm, slot), i))
         return vm, i
 
     def set_receiving(self, i: int, receiving: bool) -> None:
@@ -218,10 +265,23 @@ class FleetState:
             self._journal.append(("recv", was, i))
 
     def claim(self, host: str, d: Demand, sign: int) -> None:
-        """Reserve (+1) or release (-1) capacity on ``host`` for an in-flight move."""
+        """Reserve (+1) or release (-1) capacity on ``host`` for an in-flight move.
+
+        A claim of a pinned or device-holding VM also takes cells and devices; a release
+        gives back those of the last claim of the same demand on that host.
+        """
         i = self.index.get(host)
-        if i is not None:
-            self._take(i, d, sign)
+        if i is None:
+            return
+        slot = EMPTY
+        if d.numa or d.gpu:
+            stack = self._claim_slots.setdefault((i, d), [])
+            if sign > 0:
+                slot = self._choose(i, d)
+                stack.append(slot)
+            elif stack:
+                slot = stack.pop()
+        self._take(i, d, sign, slot)
 
     def set_host_state(self, host: str, state: str) -> None:
         """A host changed state: only active hosts receive."""
@@ -257,8 +317,8 @@ class FleetState:
             if op == "add":
                 self.remove(str(obj))
             elif op == "remove":
-                assert isinstance(obj, PlanVM)
-                self.add(obj, i)
+                assert isinstance(obj, tuple)
+                self.add(obj[0], i, obj[1])
             else:
                 self.set_receiving(i, bool(obj))
         self._depth = depth

@@ -5,7 +5,12 @@ The engine filters (``fleet.core.filters``) and weighs (``fleet.core.weighers``)
 grid of buckets over free (vCPU, memory), each sorted by the linear weigher score, and
 ``select`` walks the buckets best-bound first, skipping buckets that cannot fit the VM and
 stopping once no bucket can beat the best host found. The answer is the same host a full
-filter-then-weigh pass would pick (up to ties).
+filter-then-weigh pass would pick (up to ties), with one preference first: in a fleet
+with GPUs (or other devices) a VM without devices goes to the hosts of the lowest device
+level that has room (``fleet.core.slots.level``: hosts without free devices first, then
+hosts whose devices are nearly taken), like Nova's PCI weigher, so devices stay free for
+the VMs that need them; the weighers choose within that level. A fleet without devices,
+and a VM with devices, see one tier.
 
 ``pick_host`` is the runtime's entry point (one VM, live store data); ``place_stream`` places
 a sequence of requests in order (offline planning, ``fleet plan place``); ``explain`` says
@@ -14,14 +19,14 @@ why each rejected host was rejected.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from fleet.core.filters import Query, passes, reason_code, rejections
+from fleet.core.filters import ASKS, FILTERS, Filter, Query, passes, reason_code, rejections
 from fleet.core.fleetstate import Demand, FleetState, demand_of
 from fleet.core.models import VM, Host
 from fleet.core.planmodel import PlacementConfig, PlanVM, Rule, milli, plan_host, plan_vm
+from fleet.core.slots import unserved
 from fleet.core.weighers import balance, share
 
 NO_SCORE = float("-inf")
@@ -68,24 +73,49 @@ def best_of(st: FleetState, q: Query, hosts: Iterable[int]) -> int | None:
     return best_i
 
 
-def _scan(st: FleetState, q: Query) -> int | None:
-    best, best_i = NO_SCORE, None
+def _best_in(st: FleetState, q: Query, items: list[tuple[float, int]],
+             best: float, best_i: int | None) -> tuple[float, int | None]:
+    """The best of ``items`` (sorted by score) if it beats ``best``, else ``best``."""
     dyn = st.weights.dynamic_max
-    for b in st.order:
-        if st.bound[b] <= best:
+    for neg, i in items:
+        if dyn - neg <= best:
             break
-        items = st.buckets[b]
-        if not items or not st.bucket_may_fit(b, q.demand):
-            continue
-        for neg, i in items:
-            if dyn - neg <= best:
+        if passes(st, i, q):
+            s = score(st, i, q)
+            if s > best:
+                best, best_i = s, i
+            if not dyn:
                 break
-            if passes(st, i, q):
-                s = score(st, i, q)
-                if s > best:
-                    best, best_i = s, i
-                if not dyn:
-                    break
+    return best, best_i
+
+
+def _scan(st: FleetState, q: Query) -> int | None:
+    """The best host of the lowest device tier that has one (see the module docstring)."""
+    vm = q.vm
+    tiers = st.tiers(vm.gpu_milli if q.demand.gpu else 0,
+                     -(-vm.cpu_milli // vm.numa) if vm.numa else 0)
+    for tier, planes in tiers:
+        best_i = _scan_tier(st, q, tier, planes)
+        if best_i is not None:
+            return best_i
+    return None
+
+
+def _scan_tier(st: FleetState, q: Query, tier: int, planes: list[int]) -> int | None:
+    best, best_i = NO_SCORE, None
+    x, y = st.cell_floor(q.demand)
+    filled = st.filled if tier >= 0 else st.filled_any
+    tier = max(tier, 0)
+    buckets, bound, cell_x, cell_y = st.buckets, st.bound, st.cell_x, st.cell_y
+    for c in st.order:
+        if bound[c] <= best:
+            break
+        if not filled[tier + c] or cell_x[c] < x or cell_y[c] < y:
+            continue
+        for base in planes:
+            items = buckets[base + c]
+            if items:
+                best, best_i = _best_in(st, q, items, best, best_i)
     return best_i
 
 
@@ -117,42 +147,73 @@ def explain(st: FleetState, vm: PlanVM, exclude: Iterable[str] = ()) -> Explanat
     return Explanation(vm.name, None if chosen is None else st.hosts[chosen].name, rejected)
 
 
+def _rejected_by(st: FleetState, f: Filter, q: Query) -> list[int]:
+    """Indexes of the hosts filter ``f`` rejects for ``q`` (capacity: one pass per array)."""
+    d = q.demand
+    if f.name == "state":
+        return [i for i, receiving in enumerate(st.receiving) if not receiving]
+    if f.name == "memory":
+        return [i for i, free in enumerate(st.free_mem) if free < d.mem]
+    if f.name == "vcpu":
+        return [i for i, free in enumerate(st.free_cpu) if free < d.cpu]
+    if f.name == "gpu" and d.gpu and d.gpu == q.vm.gpu_milli:
+        return unserved(st.gpu_free, d.gpu)
+    asks = ASKS.get(f.name)
+    if asks is not None and not asks(q):
+        return []
+    ok = f.ok
+    return [i for i in range(len(st.hosts)) if not ok(st, i, q)]
+
+
 def why_nowhere(st: FleetState, q: Query, limit: int = 5) -> tuple[str, ...]:
-    """Reasons no host took ``q``: per filter, how many hosts it rejected, with an example."""
-    counts: Counter[str] = Counter()
-    example: dict[str, str] = {}
-    for i in range(len(st.hosts)):
-        for r in rejections(st, i, q):
-            code = reason_code(r)
-            counts[code] += 1
-            example.setdefault(code, f"{st.hosts[i].name}: {r}")
+    """Reasons no host took ``q``: per filter, how many hosts it rejected, with an example
+    (the first host it rejected); filters that reject most come first."""
     if not st.hosts:
         return ("no hosts in the fleet",)
-    if not counts:
+    found: list[tuple[int, int, int, str]] = []  # -count, first host, filter order, reason
+    for k, f in enumerate(FILTERS):
+        hosts = _rejected_by(st, f, q)
+        if hosts:
+            found.append((-len(hosts), hosts[0], k, f.why(st, hosts[0], q)))
+    if not found:
         return ("every host passes the filters one by one, but not together",)
-    return tuple(f"{code} rejects {n} host{'s' if n > 1 else ''} (e.g. {example[code]})"
-                 for code, n in counts.most_common(limit))
+    return tuple(f"{reason_code(r)} rejects {-n} host{'s' if n < -1 else ''} "
+                 f"(e.g. {st.hosts[i].name}: {r})" for n, i, _, r in sorted(found)[:limit])
 
 
 # ------------------------------------------------------------------ request streams
 @dataclass(frozen=True)
 class Placement:
-    """One request's outcome: its host, or why it was rejected."""
+    """One request's outcome: its host (and the NUMA cells and devices it took there), or
+    why it was rejected."""
 
     vm: str
     host: str | None
     reasons: tuple[str, ...] = ()
+    cells: tuple[int, ...] = ()
+    devices: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
-        return {"vm": self.vm, "host": self.host, "reasons": list(self.reasons)}
+        out: dict[str, object] = {"vm": self.vm, "host": self.host,
+                                  "reasons": list(self.reasons)}
+        if self.cells:
+            out["cells"] = list(self.cells)
+        if self.devices:
+            out["devices"] = list(self.devices)
+        return out
+
+
+def plus(a: Demand, b: Demand, sign: int = 1) -> Demand:
+    """``a + b`` (``sign`` -1: ``a - b``) for totals of several VMs (not pinned)."""
+    return Demand(a.cpu + sign * b.cpu, a.mem + sign * b.mem, a.disk + sign * b.disk,
+                  a.gpu + sign * b.gpu)
 
 
 def _group_demand(vms: Sequence[PlanVM]) -> dict[str, Demand]:
     total: dict[str, Demand] = {}
     for vm in vms:
         if vm.rule in (Rule.AFFINITY.value, Rule.RACK_AFFINITY.value):
-            d, t = demand_of(vm), total.get(vm.group, Demand(0, 0, 0))
-            total[vm.group] = Demand(t.cpu + d.cpu, t.mem + d.mem, t.disk + d.disk)
+            total[vm.group] = plus(total.get(vm.group, Demand(0, 0)), demand_of(vm))
     return total
 
 
@@ -196,7 +257,10 @@ def place_one(st: FleetState, vm: PlanVM, exclude: Iterable[str] = (),
     if chosen is None:
         return Placement(vm.name, None, why_nowhere(st, q))
     st.add(vm, chosen)
-    return Placement(vm.name, st.hosts[chosen].name)
+    slot = st.slot_of.get(vm.name)
+    if slot is None:
+        return Placement(vm.name, st.hosts[chosen].name)
+    return Placement(vm.name, st.hosts[chosen].name, (), slot.cells, slot.devices)
 
 
 def place_stream(st: FleetState, vms: Sequence[PlanVM], lookahead: bool = True) -> list[Placement]:
@@ -212,8 +276,7 @@ def place_stream(st: FleetState, vms: Sequence[PlanVM], lookahead: bool = True) 
                                                  Rule.RACK_AFFINITY.value) else None
         out.append(place_one(st, vm, (), need))
         if need is not None:
-            d = demand_of(vm)
-            left[vm.group] = Demand(need.cpu - d.cpu, need.mem - d.mem, need.disk - d.disk)
+            left[vm.group] = plus(need, demand_of(vm), -1)
     return out
 
 

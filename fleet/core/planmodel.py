@@ -14,6 +14,14 @@ Group rules (``PlanVM.rule``, the group is ``PlanVM.group``):
 - ``fault-domain``: members of different ``domain`` values never share a rack (members of
   one domain may).
 
+NUMA and devices: a host may list its NUMA cells (``PlanHost.numa_cells``, each with its
+vCPUs and memory; they add up to the host's) and its GPUs (``PlanHost.gpus``, whole
+devices). ``PlanVM.numa`` is how many cells a guest is pinned to: 0 floats (only the
+host's totals count), 1 must fit one cell, 2 (or more) takes an even share on each of that
+many distinct cells. ``PlanVM.gpus`` below 1 is a share of one device (a vGPU), 1 or more
+is that many whole devices. A host without cells does not check pinning. A placed VM may
+say which cells and devices it holds (``cells``, ``devices``); else the engine picks them.
+
 A host without a rack is its own rack. Internally vCPUs are counted in milli-vCPUs so
 fractional requests add and subtract exactly.
 """
@@ -48,6 +56,14 @@ PRESETS: Mapping[str, Mapping[str, float]] = {"spread": SPREAD, "stack": STACK}
 
 
 @dataclass(frozen=True)
+class NumaCell:
+    """One NUMA node of a host: its vCPUs and memory."""
+
+    vcpus: float
+    memory_mib: int
+
+
+@dataclass(frozen=True)
 class PlanHost:
     """A host as placement sees it. ``disk_gib`` None means disk is not tracked."""
 
@@ -61,6 +77,8 @@ class PlanHost:
     arch: str = ""
     cpu_models: frozenset[str] = frozenset()
     offers: frozenset[str] | None = None  # pre-flight tokens; None: facts not reported
+    numa_cells: tuple[NumaCell, ...] = ()  # empty: NUMA layout unknown, not checked
+    gpus: int = 0  # whole devices (GPUs or other passthrough PCI devices)
 
 
 @dataclass(frozen=True)
@@ -79,10 +97,18 @@ class PlanVM:
     arch: str = ""
     cpu_model: str = ""
     needs: frozenset[str] = frozenset()  # pre-flight tokens of its definition
+    numa: int = 0  # NUMA cells it is pinned to (0: floats)
+    gpus: float = 0.0  # < 1: a share of one device; >= 1: whole devices
+    cells: tuple[int, ...] = ()  # for a placed VM: the cells it is pinned to (indexes)
+    devices: tuple[int, ...] = ()  # for a placed VM: the devices it holds (indexes)
 
     @property
     def cpu_milli(self) -> int:
         return milli(self.vcpus)
+
+    @property
+    def gpu_milli(self) -> int:
+        return milli(self.gpus)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from fleet.cli.plan import plan_app
 from fleet.core.errors import InvalidInput
-from fleet.core.planmodel import PlanHost, PlanVM
+from fleet.core.planmodel import NumaCell, PlanHost, PlanVM
 from fleet.planfiles import (
     HOST_FIELDS,
     VM_FIELDS,
@@ -24,11 +24,13 @@ from fleet.planfiles import (
 )
 
 HOSTS = [PlanHost("h1", 8, 8192, labels={"ssd": "yes"}, rack="r1", arch="x86_64",
-                  cpu_models=frozenset({"Skylake"})),
+                  cpu_models=frozenset({"Skylake"}), gpus=2,
+                  numa_cells=(NumaCell(4, 4096), NumaCell(4, 4096))),
          PlanHost("h2", 8, 8192, rack="r2", state="maintenance"),
          PlanHost("h3", 4.5, 4096, disk_gib=100)]
-VMS = [PlanVM("a", 2, 2048, host="h1", group="web", rule="anti-affinity"),
-       PlanVM("b", 0.5, 512, host="h1", group="web", rule="anti-affinity"),
+VMS = [PlanVM("a", 2, 2048, host="h1", group="web", rule="anti-affinity", numa=1, cells=(1,),
+              gpus=0.5, devices=(0,)),
+       PlanVM("b", 0.5, 512, host="h1", group="web", rule="anti-affinity", numa=2, gpus=2),
        PlanVM("c", 1, 1024, host="h3", group="fd", rule="fault-domain", domain="1",
               required_labels={"ssd": "yes"})]
 
@@ -64,6 +66,13 @@ def test_minimal_csv_and_group_without_rule(tmp_path: Path) -> None:
     ("h.json", '{"hosts": 3}', "expected a JSON list of hosts"),
     ("h.json", '[{"name": "h1", "vcpus": 4}]', "hosts item 1: missing memory_mib"),
     ("h.json", '[{"vcpus": 4, "memory_mib": 5}]', "missing name"),
+    ("h.csv", "name,vcpus,memory_mib,numa_cells\nh1,4,1024,2:512;1:512\n",
+     "numa_cells must add up to vcpus 4 and memory_mib 1024"),
+    ("h.csv", "name,vcpus,memory_mib,numa_cells\nh1,4,1024,4:lots\n",
+     "numa_cells item 1: memory_mib must be a number"),
+    ("h.json", '[{"name": "h", "vcpus": 4, "memory_mib": 5, "numa_cells": 3}]',
+     "numa_cells must be a list"),
+    ("h.csv", "name,vcpus,memory_mib,gpus\nh1,4,1024,0.5\n", "gpus must be a whole number"),
 ])
 def test_bad_host_files_give_one_line(tmp_path: Path, name: str, text: str,
                                       message: str) -> None:
@@ -79,6 +88,12 @@ def test_bad_host_files_give_one_line(tmp_path: Path, name: str, text: str,
     ("name,vcpus,memory_mib\nx,0,512\n", "vcpus must be > 0"),
     ("name,vcpus,memory_mib,group,rule\nx,1,5,g,affinity\ny,1,5,g,anti-affinity\n",
      "mixes rules"),
+    ("name,vcpus,memory_mib,gpus\nx,1,512,1.5\n", "gpus must be below 1"),
+    ("name,vcpus,memory_mib,numa\nx,1,512,-1\n", "numa must be a number >= 0"),
+    ("name,vcpus,memory_mib,numa,cells\nx,1,512,1,0\n", "cells must name 1 distinct"),
+    ("name,vcpus,memory_mib,host,numa,cells\nx,1,512,h,1,0;1\n", "cells must name 1"),
+    ("name,vcpus,memory_mib,host,gpus,devices\nx,1,512,h,2,0;0\n",
+     "devices must name 2 distinct"),
 ])
 def test_bad_vm_files(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "v.csv").write_text(text)
@@ -94,6 +109,14 @@ def test_inventory_checks_hosts_and_missing_files(tmp_path: Path) -> None:
         read_hosts(tmp_path / "missing.csv")
     with pytest.raises(InvalidInput, match=r"no hosts\.json or hosts\.csv"):
         read_inventory(tmp_path)
+    write_json(tmp_path / "dev.json", HOSTS, [PlanVM("z", 1, 1, host="h1", gpus=1,
+                                                     devices=(2,))])
+    with pytest.raises(InvalidInput, match="names a device 'h1' lacks"):
+        read_inventory(tmp_path / "dev.json")
+    write_json(tmp_path / "cell.json", HOSTS, [PlanVM("z", 1, 1, host="h3", numa=1,
+                                                      cells=(0,))])
+    with pytest.raises(InvalidInput, match="names a NUMA node 'h3' lacks"):
+        read_inventory(tmp_path / "cell.json")
 
 
 # ------------------------------------------------------------------ commands
@@ -115,6 +138,17 @@ def test_place_command(tmp_path: Path) -> None:
     code, out, _ = _run("place", "--hosts", str(tmp_path / "hosts.json"),
                         "--vms", str(tmp_path / "vms.json"))
     assert code == 0 and "placed 1 of 2 requests" in out
+
+
+def test_place_command_reports_cells_and_devices(tmp_path: Path) -> None:
+    write_json(tmp_path / "hosts.json", hosts=HOSTS[:1])
+    write_json(tmp_path / "vms.json", vms=[PlanVM("p", 2, 2048, numa=1, gpus=1),
+                                           PlanVM("q", 5, 1024, numa=1)])
+    code, out, _ = _run("place", "--hosts", str(tmp_path / "hosts.json"),
+                        "--vms", str(tmp_path / "vms.json"), "--json")
+    first, second = json.loads(out)["placements"]
+    assert code == 0 and first["cells"] == [0] and first["devices"] == [0]
+    assert second["host"] is None and second["reasons"][0].startswith("numa rejects 1 host")
 
 
 def test_drain_and_capacity_commands(tmp_path: Path) -> None:
