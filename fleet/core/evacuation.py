@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from fleet.core.errors import InvalidInput
 from fleet.core.filters import Query, passes
 from fleet.core.fleetstate import Demand, FleetState, demand_of
-from fleet.core.placement import NO_SCORE, pinned, plus, query, select, why_nowhere
+from fleet.core.placement import NO_SCORE, pinned, plus, query, roomy, select, why_nowhere
 from fleet.core.planmodel import PlanVM, Rule
 
 ENGINE, FFD, BEST_FIT, DOT_PRODUCT = "engine", "first-fit-decreasing", "best-fit", "dot-product"
@@ -89,7 +89,7 @@ Selector = Callable[[FleetState, Query], "int | None"]
 
 def _candidates(st: FleetState, q: Query) -> Iterable[int]:
     hosts = pinned(st, q)
-    return range(len(st.hosts)) if hosts is None else hosts
+    return roomy(st, q) if hosts is None else hosts
 
 
 def _first_fit(st: FleetState, q: Query) -> int | None:

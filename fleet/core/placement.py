@@ -89,12 +89,25 @@ def _best_in(st: FleetState, q: Query, items: list[tuple[float, int]],
     return best, best_i
 
 
+def _tiers(st: FleetState, q: Query) -> list[tuple[int, list[int]]]:
+    vm = q.vm
+    return st.tiers(vm.gpu_milli if q.demand.gpu else 0,
+                    -(-vm.cpu_milli // vm.numa) if vm.numa else 0)
+
+
+def roomy(st: FleetState, q: Query) -> list[int]:
+    """The receiving hosts, in index order, of every bucket that may fit ``q``: a superset
+    of the hosts that pass the filters, found without visiting the others."""
+    x, y = st.cell_floor(q.demand)
+    cells = [c for c in range(len(st.bound)) if st.cell_x[c] >= x and st.cell_y[c] >= y]
+    out = [i for _, planes in _tiers(st, q) for base in planes for c in cells
+           for _, i in st.buckets[base + c]]
+    return sorted(out)
+
+
 def _scan(st: FleetState, q: Query) -> int | None:
     """The best host of the lowest device tier that has one (see the module docstring)."""
-    vm = q.vm
-    tiers = st.tiers(vm.gpu_milli if q.demand.gpu else 0,
-                     -(-vm.cpu_milli // vm.numa) if vm.numa else 0)
-    for tier, planes in tiers:
+    for tier, planes in _tiers(st, q):
         best_i = _scan_tier(st, q, tier, planes)
         if best_i is not None:
             return best_i
