@@ -86,9 +86,7 @@ CONNECTION_WORDS = ("client socket is closed", "connection", "keepalive", "unabl
 # virDomainState values, and the running reason of a copy resumed by a failed migration.
 VIR_DOMAIN_RUNNING = 1
 VIR_DOMAIN_RUNNING_MIGRATION_CANCELED = 6
-VIR_DOMAIN_PAUSED = 3
-# paused because a migration (incoming or at its switch-over) or its start-up holds it
-PAUSED_BY_MIGRATION = frozenset({2, 11, 12})
+
 _STATES = {0: DomainState.OTHER, 1: DomainState.RUNNING, 2: DomainState.RUNNING,
            3: DomainState.PAUSED, 4: DomainState.OTHER, 5: DomainState.SHUTOFF,
            6: DomainState.CRASHED, 7: DomainState.PAUSED}
@@ -97,11 +95,6 @@ _STATES = {0: DomainState.OTHER, 1: DomainState.RUNNING, 2: DomainState.RUNNING,
 def domain_state(code: int) -> DomainState:
     """fleet's word for a ``virDomainState`` number."""
     return _STATES.get(code, DomainState.OTHER)
-
-
-def in_migration(state: int, reason: int) -> bool:
-    """Whether a paused domain is held by a migration (either end) rather than a user."""
-    return state == VIR_DOMAIN_PAUSED and reason in PAUSED_BY_MIGRATION
 
 
 def migration_cancelled(state: int, reason: int) -> bool:
@@ -230,16 +223,17 @@ class LibvirtHypervisor:
         _state, max_kib, _mem, vcpus, _cpu = dom.info()
         return DomainInfo(name=dom.name(), uuid=dom.UUIDString(), state=domain_state(state),
                           vcpus=int(vcpus), memory_mib=int(max_kib) // 1024,
-                          migrating=in_migration(int(state), int(reason))
-                          or self._has_job(dom),
+                          migrating=self._has_job(dom),
                           cancelled=migration_cancelled(int(state), int(reason)))
 
     def _has_job(self, dom: Any) -> bool:
+        """An outgoing migration job, or an incoming one (whose statistics libvirt only
+        gives on the source: asking here fails with ``VIR_ERR_OPERATION_UNSUPPORTED``)."""
         lib = _libvirt()
         try:
             return int(dom.jobInfo()[0]) != int(lib.VIR_DOMAIN_JOB_NONE)
-        except lib.libvirtError:
-            return False
+        except lib.libvirtError as exc:
+            return bool(exc.get_error_code() == ERR_OPERATION_UNSUPPORTED)
 
     def list_domains(self) -> list[DomainInfo]:
         def run(conn: Any) -> list[DomainInfo]:
