@@ -40,7 +40,14 @@ from fleet.core.slots import (
     numa_levels,
     numa_min_level,
 )
-from fleet.core.weighers import Weights, edge_bound, linear_score, parse_weights, share
+from fleet.core.weighers import (
+    Weights,
+    balance,
+    edge_bound,
+    linear_score,
+    parse_weights,
+    share,
+)
 
 __all__ = ["GRID", "UNTRACKED", "Demand", "FleetState", "demand_of"]
 
@@ -131,12 +138,14 @@ class FleetState(CellState):
         w, n = self.weights, GRID
         self.levels = 1 + max((level([WHOLE] * h.gpus) for h in self.hosts), default=0)
         self.nlevels = numa_levels([c for cells in self.cell_cap_cpu for c in cells])
+        self.dyn = w.dynamic_max
+        self.gpu_weight = w.gpu if self.levels > 1 else 0.0  # the gpu weigher, indexed
         self.bound = [0.0] * (n * n)
         for c in range(n * n):
             bx, by = divmod(c, n)
             self.bound[c] = (edge_bound(w.cpu, bx / n, (bx + 1) / n)
                              + edge_bound(w.ram, by / n, (by + 1) / n)
-                             + max(w.disk, 0.0) + w.dynamic_max)
+                             + max(w.disk, 0.0) + max(self.gpu_weight, 0.0) + self.dyn)
         self.order = sorted(range(n * n), key=lambda c: (-self.bound[c], c))
         self.cell_x = [c // n for c in range(n * n)]
         self.cell_y = [c % n for c in range(n * n)]
@@ -168,6 +177,10 @@ class FleetState(CellState):
 
     def _index(self, i: int) -> None:
         s = linear_score(self.weights, *self.shares(i))
+        free = self.gpu_free[i]
+        if self.gpu_weight and free:
+            gpu = sum(f for f in free if f > 0) / (WHOLE * len(free))
+            s += self.gpu_weight * balance(share(self.free_cpu[i], self.cap_cpu[i]), gpu)
         b = self._bucket(i)
         self.score[i], self.bucket_of[i] = s, b
         bisect.insort(self.buckets[b], (-s, i))

@@ -43,12 +43,11 @@ def query(st: FleetState, vm: PlanVM, exclude: Iterable[str] = (),
 def score(st: FleetState, i: int, q: Query) -> float:
     """Combined weigher score of host ``i`` for ``q`` (higher is better)."""
     s = st.score[i]
-    w = st.weights.balance
-    if w:
-        d = q.demand
+    w, d = st.weights, q.demand
+    if w.balance:
         cpu = share(st.free_cpu[i] - d.cpu, st.scale_cpu)
         mem = share(st.free_mem[i] - d.mem, st.scale_mem)
-        s += w * balance(cpu, mem)
+        s += w.balance * balance(cpu, mem)
     return s
 
 
@@ -76,7 +75,7 @@ def best_of(st: FleetState, q: Query, hosts: Iterable[int]) -> int | None:
 def _best_in(st: FleetState, q: Query, items: list[tuple[float, int]],
              best: float, best_i: int | None) -> tuple[float, int | None]:
     """The best of ``items`` (sorted by score) if it beats ``best``, else ``best``."""
-    dyn = st.weights.dynamic_max
+    dyn = st.dyn
     for neg, i in items:
         if dyn - neg <= best:
             break

@@ -49,9 +49,10 @@ class Rule(StrEnum):
 
 RULES = frozenset(r.value for r in Rule)
 
-#: Preset weigher multipliers: spread keeps headroom everywhere, stack fills hosts up.
-SPREAD: Mapping[str, float] = {"ram": 1.0, "cpu": 1.0}
-STACK: Mapping[str, float] = {"ram": -1.0, "cpu": -1.0}
+#: Preset weigher multipliers: spread keeps headroom everywhere, stack fills hosts up; in a
+#: fleet with GPUs both first keep each host's vCPUs in proportion to its free GPUs.
+SPREAD: Mapping[str, float] = {"ram": 1.0, "cpu": 1.0, "gpu": 30.0}
+STACK: Mapping[str, float] = {"ram": -1.0, "cpu": -1.0, "gpu": 30.0}
 PRESETS: Mapping[str, Mapping[str, float]] = {"spread": SPREAD, "stack": STACK}
 
 

@@ -10,6 +10,11 @@ free-resource weighers spread VMs out, negative ones stack them.
 - ``balance``: 1 - |free vCPU share - free memory share| after placement, favouring hosts
   whose remaining resources stay in proportion (the dot-product idea, it reduces
   fragmentation). It depends on the VM, so the engine bounds it by its multiplier.
+- ``gpu``: on a host with devices, 1 - |free vCPU share - free device share|, both
+  shares of that host's own capacity: hosts whose vCPUs and GPUs stay in proportion are
+  preferred, so a host keeps vCPUs for its free GPUs (a GPU whose host has no vCPU left
+  is stranded). 0 on hosts without devices. It does not depend on the VM, so the engine
+  indexes it with the linear weighers; in a fleet without devices it is not computed.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 
 from fleet.core.errors import InvalidInput
 
-WEIGHERS = frozenset({"cpu", "ram", "disk", "balance"})
+WEIGHERS = frozenset({"cpu", "ram", "disk", "balance", "gpu"})
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class Weights:
     ram: float = 0.0
     disk: float = 0.0
     balance: float = 0.0
+    gpu: float = 0.0
 
     @property
     def dynamic_max(self) -> float:

@@ -259,3 +259,13 @@ def test_engine_places_a_stream_at_least_as_well_as_first_fit_here() -> None:
     out = place_stream(FleetState(hosts), reqs)
     assert [p.cells for p in out] == [(1,), (0,)]  # tightest cell first keeps room for big
     assert len(baselines.place("first-fit-decreasing", hosts, reqs)[0]) == 2
+
+
+def test_gpu_weigher_keeps_vcpus_for_free_gpus_and_is_off_without_devices() -> None:
+    hosts = [PlanHost("a", 16, 64 * MIB, gpus=2), PlanHost("b", 16, 64 * MIB, gpus=2)]
+    vms = [_vm("cpu-heavy", 14, host="a"), _vm("half", 8, gpus=1, host="b")]
+    st = FleetState(hosts, PlacementConfig(weights=STACK), vms)
+    # stacking alone would take "a" (least free); "a" has 2 vCPUs left for 2 free GPUs
+    assert place_one(st, _vm("job", 1, gpus=1)).host == "b"
+    plain = FleetState([PlanHost("c", 8, 8 * MIB)], PlacementConfig(weights=STACK))
+    assert plain.gpu_weight == 0.0 and plain.score == [-2.0]
