@@ -10,11 +10,12 @@ incrementally as the planner places or lifts VMs. It keeps:
   (``fleet.core.slots``), so lifting it gives back exactly that; in-flight claims of
   pinned or device-holding VMs take slots too (released last-taken first);
 - group membership per host and per rack, for the group rules;
-- a grid of buckets over (device level, free vCPU share, free memory share) of the hosts
-  that can receive, each bucket sorted by the linear weigher score, so a query can skip
-  whole buckets that cannot fit the VM or cannot beat the best host found so far (the
-  device level, ``fleet.core.slots.level``, keeps hosts whose GPUs are taken out of a GPU
-  request's way; a fleet without devices has one level);
+- a grid of buckets over (device level, NUMA level, free vCPU share, free memory share)
+  of the hosts that can receive, each bucket sorted by the VM-independent weigher score
+  (the linear weighers and ``gpu``), so a query can skip whole buckets that cannot fit
+  the VM or cannot beat the best host found so far (the levels, ``fleet.core.slots``,
+  keep hosts whose GPUs are taken, or whose NUMA cells are too full, out of a GPU or
+  pinned request's way; a fleet without devices or cells has one level of each);
 - a journal, so ``trial()`` can undo a what-if (an evacuation plan, an N+1 check).
 """
 

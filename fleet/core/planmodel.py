@@ -117,8 +117,8 @@ class PlacementConfig:
     """Allocation ratios, reserved host memory and the weigher multipliers.
 
     Capacity of a host = physical x ratio (memory: minus ``reserved_host_memory_mib``).
-    ``weights`` maps weigher names (``cpu``, ``ram``, ``disk``, ``balance``) to
-    multipliers; positive spreads, negative stacks.
+    ``weights`` maps weigher names (``cpu``, ``ram``, ``disk``, ``balance``, ``gpu``) to
+    multipliers; positive spreads, negative stacks (``gpu``: see ``fleet.core.weighers``).
     """
 
     cpu_allocation_ratio: float = 1.0
