@@ -34,7 +34,7 @@ def _worker(queues: list[str], name: str, concurrency: int) -> None:
 def start_watchers(rt: Runtime, reg: Registration) -> list[HostWatcher]:
     """Register every served host (facts from its hypervisor), then keep records in step
     with its domains (libvirt hosts only)."""
-    watchers = [HostWatcher(rt.store, rt.hypervisor(h), rt.settings, reg,
+    watchers = [HostWatcher(rt.store, rt.hypervisor(h), rt.settings, reg, rt.locate,
                             scan_domains=rt.driver != "sim") for h in rt.hosts]
     for watcher in watchers:
         watcher.round()
@@ -58,7 +58,7 @@ def start_agent_threads(rt: Runtime) -> list[Ticker]:
 
     def reconcile() -> None:
         for host in rt.hosts:
-            sweep_strays(rt.store, rt.hypervisor(host))
+            sweep_strays(rt.store, rt.hypervisor(host), rt.locate)
         for outcome in reconciler.sweep():
             move = rt.store.get_move(outcome.move_id)
             log.warning("reconciled move %s: %s %s", move.id, outcome.state, outcome.detail)

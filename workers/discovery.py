@@ -7,9 +7,10 @@ its host that it no longer holds (``scan``):
 - a domain fleet has no record of is **adopted**: a VM record from its definition
   (name, UUID, size, disks, interfaces, needs; ``ha``/``priority``/``group`` from
   fleet's metadata element), written only if the name is still free;
-- a running domain recorded on another host that is alive and does not report it
-  running **moved** out of band: the record follows (compare-and-set on the old host);
-  a stopped one follows only if the recorded host does not hold it at all;
+- a running domain recorded on another host that is alive and, asked now through its
+  own hypervisor, does not run it **moved** out of band: the record follows
+  (compare-and-set on the old host); a stopped one follows only if the recorded host
+  does not hold it at all;
 - a domain recorded here as stopped that runs (``virsh start``) is recorded running
   (a running VM that stops is the VM guard's: it may start an HA VM again);
 - the definition of a domain recorded here is read again; when it changed (``virsh
@@ -36,7 +37,9 @@ from fleet.core.errors import InvalidInput
 from fleet.core.hypervisor import STOPPED_DOMAIN, DomainInfo, DomainState, Hypervisor
 from fleet.core.hypervisor import HypervisorError as HvError
 from fleet.core.models import VM, HostState, VMState
+from fleet.core.settlement import Seen
 from fleet.store import Store
+from workers.inventory import Locate, owner_copy
 
 log = logging.getLogger(__name__)
 SETTLED_RECORD = frozenset({VMState.RUNNING.value, VMState.STOPPED.value, VMState.DOWN.value})
@@ -68,6 +71,7 @@ class Discovery:
 
     store: Store
     hv: Hypervisor
+    locate: Locate
     shared: tuple[str, ...] = ()
     gone_after_s: float = 10.0
     fresh_s: float = 5.0
@@ -141,6 +145,8 @@ class Discovery:
         facts = read[0] if read else DomainFacts(info.name, info.uuid, info.vcpus,
                                                  info.memory_mib)
         twin = next((v for v in self.store.list_vms() if v.uuid == info.uuid), None)
+        if twin is not None and twin.name == info.name:
+            return None  # its record was written meanwhile (fleet created it)
         if twin is not None:
             self._alert("uuid_conflict", info.uuid, f"UUID {info.uuid} is {info.name} on "
                         f"{self.host} and {twin.name} on {twin.host}")
@@ -192,19 +198,15 @@ class Discovery:
         return new.name
 
     def _follow(self, vm: VM, info: DomainInfo) -> str | None:
-        """A domain here that fleet records on another host."""
-        beat = self.store.heartbeat(vm.host)
-        owner = self.store.find_host(vm.host)
-        if beat is None or self.clock() - float(beat.get("at", 0)) > self.fresh_s \
-                or owner is None or owner.state not in LIVE_HOSTS:
-            return None  # the recorded host cannot say: failover's business
-        there = {d.get("name"): d.get("state") for d in beat.get("domains", [])}
-        if there.get(vm.name) == DomainState.RUNNING.value:
-            return None  # two copies: the stray sweep's business
-        if info.state in STOPPED_DOMAIN and vm.name in there:
+        """A domain here that fleet records on another host: the record follows if that
+        host, alive and asked now, does not run it (nor, for a stopped one, hold it)."""
+        if info.state not in (*STOPPED_DOMAIN, DomainState.RUNNING) or not self._alive(vm.host):
+            return None  # in between, or the recorded host cannot say: failover's business
+        there = owner_copy(self.store, self.locate, vm)
+        if there in (DomainState.RUNNING, Seen.UNKNOWN):
+            return None  # two copies (the stray sweep's business), or no answer
+        if info.state in STOPPED_DOMAIN and there is not Seen.ABSENT:
             return None  # a leftover definition: the stray sweep's business
-        if info.state not in (*STOPPED_DOMAIN, DomainState.RUNNING):
-            return None
         state = VMState.RUNNING if info.state is DomainState.RUNNING else VMState.STOPPED
         moved = self.store.place_vm(vm.name, self.host, state.value, on=vm.host,
                                     states=SETTLED_RECORD)
@@ -213,6 +215,13 @@ class Discovery:
         self._observed(moved, "moved", source=vm.host, state=state.value)
         self._refresh(moved)
         return vm.name
+
+    def _alive(self, host: str) -> bool:
+        """``host`` is active or in maintenance and its agent's heartbeat is fresh."""
+        beat = self.store.heartbeat(host)
+        record = self.store.find_host(host)
+        return beat is not None and self.clock() - float(beat.get("at", 0)) <= self.fresh_s \
+            and record is not None and record.state in LIVE_HOSTS
 
     def _absences(self, held: set[str]) -> list[str]:
         gone = []

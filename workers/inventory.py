@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fleet.core.domainfacts import needs, read_domain, vm_attrs, with_metadata
 from fleet.core.errors import InvalidInput
-from fleet.core.hypervisor import STOPPED_DOMAIN, DomainSpec, DomainState, Hypervisor
-from fleet.core.models import VM, VMState
+from fleet.core.hypervisor import (
+    STOPPED_DOMAIN,
+    DomainSpec,
+    DomainState,
+    Hypervisor,
+    HypervisorError,
+)
+from fleet.core.models import VM, Host, VMState
+from fleet.core.settlement import Copy, Seen
 from fleet.store import Store
-from workers.sighting import reported_running
+from workers.sighting import copy_on
+
+Locate = Callable[[Host], Hypervisor]
 
 
 def create_vm(store: Store, hv: Hypervisor, vm: VM) -> VM:
@@ -25,16 +36,19 @@ def create_vm(store: Store, hv: Hypervisor, vm: VM) -> VM:
     return vm
 
 
-def sweep_strays(store: Store, hv: Hypervisor) -> list[str]:
+def sweep_strays(store: Store, hv: Hypervisor, locate: Locate) -> list[str]:
     """Clean domains this host holds for VMs that fleet records elsewhere.
 
-    A host that was fenced and came back still has the definitions of VMs restarted
-    elsewhere: shut-off ones are undefined, so nobody can start a second copy by
-    mistake. A *running* stray is a second copy: if the recorded host's heartbeat
-    confirms the VM running there, the stray is paused at once and then destroyed
-    (events ``vm.copy_pause`` and ``vm.copy_remove``); if it does not, the record may
-    be the one that is wrong and nothing is touched — an alert says so. Domains of VMs
-    that a move or a restart holds, and domains in a migration (an operator's ``virsh
+    The recorded host is asked now, through its own hypervisor (a heartbeat may be a
+    second old: a guest an operator just migrated here still shows there). A host that
+    was fenced and came back still has the definitions of VMs restarted elsewhere: a
+    shut-off one is undefined when the recorded host holds the VM, so nobody can start a
+    second copy by mistake. A *running* stray is a second copy when the recorded host
+    runs the VM too: it is paused at once and destroyed once that host confirms its copy
+    again (events ``vm.copy_pause``, ``vm.copy_remove``). A copy the recorded host does
+    not hold was moved here out of band: discovery moves the record, nothing is touched
+    here. A recorded host that cannot be asked decides nothing — an alert says so. VMs
+    a move or a restart holds, and domains in a migration (an operator's ``virsh
     migrate`` arriving), are left alone.
     """
     cleaned = []
@@ -42,30 +56,46 @@ def sweep_strays(store: Store, hv: Hypervisor) -> list[str]:
         vm = store.find_vm(dom.name)
         if vm is None or vm.host == hv.host or dom.migrating \
                 or store.lock_owner(vm.name) is not None:
-            continue  # an incoming migration (fleet's or an operator's) is not a copy
-        if dom.state in STOPPED_DOMAIN:
+            continue
+        there = owner_copy(store, locate, vm)
+        if dom.state in STOPPED_DOMAIN and there not in (Seen.ABSENT, Seen.UNKNOWN):
             hv.destroy(dom.name)
             store.emit("", "host.stray_undefined", host=hv.host, vm=vm.name, owner=vm.host)
             cleaned.append(dom.name)
-        elif reported_running(store, vm.host, vm.name):
-            _end_second_copy(store, hv, dom.name, dom.state, vm.host)
+        elif dom.state not in STOPPED_DOMAIN and there is DomainState.RUNNING:
+            _end_second_copy(store, hv, locate, vm, dom.state)
             cleaned.append(dom.name)
-        elif dom.state is DomainState.RUNNING:
+        elif dom.state is DomainState.RUNNING and there is Seen.UNKNOWN:
             store.emit("", "alert", alert="record_disagrees", subject=vm.name,
                        message=f"{vm.name} runs on {hv.host}; fleet records it on {vm.host},"
-                               f" which does not report it running")
+                               f" which cannot be asked")
             store.journal.count("alerts", kind="record_disagrees")
     return cleaned
 
 
-def _end_second_copy(store: Store, hv: Hypervisor, name: str, state: DomainState,
-                     owner: str) -> None:
-    """Pause, then destroy, a copy of ``name`` that runs beside the recorded one."""
+def owner_copy(store: Store, locate: Locate, vm: VM) -> Copy:
+    """The state of ``vm``'s copy on its recorded host, asked now (a copy in a migration,
+    or a host that cannot be asked: unknown)."""
+    host = store.find_host(vm.host)
+    if host is None:
+        return Seen.UNKNOWN
+    try:
+        there = locate(host)
+    except HypervisorError:
+        return Seen.UNKNOWN
+    seen, info = copy_on(there, vm.name)
+    return Seen.UNKNOWN if info is not None and info.migrating else seen
+
+
+def _end_second_copy(store: Store, hv: Hypervisor, locate: Locate, vm: VM,
+                     state: DomainState) -> None:
+    """Pause, then destroy, a copy of ``vm`` that runs beside the recorded one."""
+    name, owner = vm.name, vm.host
     why = f"a second copy: fleet records {name} running on {owner}"
     if state is DomainState.RUNNING:
         hv.pause(name)
         store.emit("", "vm.copy_pause", vm=name, host=hv.host, reason=why)
         store.journal.count("alerts", kind="two_copies")
-    if reported_running(store, owner, name):
+    if owner_copy(store, locate, vm) is DomainState.RUNNING:
         hv.destroy(name)
         store.emit("", "vm.copy_remove", vm=name, host=hv.host, reason=why)

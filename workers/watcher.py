@@ -22,6 +22,7 @@ from fleet.settings import Settings
 from fleet.store import Store
 from workers.discovery import Discovery
 from workers.hostfacts import Registration, publish_host
+from workers.inventory import Locate
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class HostWatcher:
     hv: Hypervisor
     settings: Settings
     registration: Registration
+    locate: Locate
     scan_domains: bool = True
     _woken: threading.Event = field(default_factory=threading.Event)
     _named: set[str] = field(default_factory=set)
@@ -60,7 +62,7 @@ class HostWatcher:
     def __post_init__(self) -> None:
         s = self.settings
         self.discovery = Discovery(
-            self.store, self.hv, shared=(*s.shared_storage, *shared_mounts()),
+            self.store, self.hv, self.locate, shared=(*s.shared_storage, *shared_mounts()),
             gone_after_s=s.inventory_gone_after_s, fresh_s=s.heartbeat_ttl_s)
 
     def wake(self, name: str) -> None:

@@ -12,7 +12,6 @@ import json
 import subprocess
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,7 +42,8 @@ def define_by_hand(cfg: LabConfig, host: str, name: str, network: str = "",
                    meta: str = "") -> None:
     """``virsh define`` + ``virsh start`` of a guest fleet knows nothing of."""
     xml = tiny_domain_xml(name, str(uuid.uuid4()), 64, network=network)
-    path = Path(cfg.root) / f"{name}.xml"
+    path = cfg.path / "guest" / f"{name}.xml"  # the lab's own files: gone with lab down
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(xml.replace("</domain>", f"{meta}</domain>"))
     virsh(cfg, host, "define", str(path))
     virsh(cfg, host, "start", name)

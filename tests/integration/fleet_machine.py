@@ -300,7 +300,7 @@ class FleetMachine(RuleBasedStateMachine):
         (``start_in_place`` changes nothing unless the domain here is stopped: it checks
         that the record names this host and says ``running``, and that no job holds it)."""
         for host in live_hosts(self.store, self.world):
-            sweep_strays(self.store, self.hv(host))
+            sweep_strays(self.store, self.hv(host), self._locate)
             for vm, dom in sorted(self.world.domains[host].items()):
                 if dom.state in STOPPED_DOMAIN:
                     start_in_place(self.store, self.hv(host), vm, 1)  # the VM guard

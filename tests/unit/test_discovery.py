@@ -87,9 +87,16 @@ def alerts(store: Store) -> list[str]:
     return [e["alert"] for _, e in store.journal.audit() if e["kind"] == "alert"]
 
 
-def disc(store: Store, hv: FakeHost, clock: Callable[[], float] | None = None) -> Discovery:
-    return Discovery(store, hv, gone_after_s=10.0, fresh_s=5.0,  # type: ignore[arg-type]
-                     **({"clock": clock} if clock else {}))
+def disc(store: Store, hv: FakeHost, clock: Callable[[], float] | None = None,
+         others: dict[str, FakeHost] | None = None) -> Discovery:
+    """``hv``'s discovery; other hosts are asked through ``others`` (absent: empty)."""
+    hosts = {**(others or {}), hv.host: hv}
+
+    def locate(host: Host) -> FakeHost:
+        return hosts.setdefault(host.name, FakeHost(host.name))
+
+    return Discovery(store, hv, locate, gone_after_s=10.0,  # type: ignore[arg-type]
+                     fresh_s=5.0, **({"clock": clock} if clock else {}))
 
 
 def test_an_unknown_domain_is_adopted_with_its_metadata_once(two: Store) -> None:
@@ -111,26 +118,30 @@ def test_an_unknown_domain_is_adopted_with_its_metadata_once(two: Store) -> None
 
 def test_a_running_domain_moved_out_of_band_takes_its_record_along(two: Store) -> None:
     two.put_vm(VM("web", "u-web", "h1", 1, 64, definition=xml("web")))
-    h2 = FakeHost("h2")
+    h1, h2 = FakeHost("h1"), FakeHost("h2")
+    h1.add("web")
     h2.add("web")
-    beat(two, "h1", web="running")
-    assert disc(two, h2).scan() == []  # h1 still runs it: two copies, not a move
+    beat(two, "h1")  # its heartbeat no longer lists web, but h1 asked now runs it
+    assert disc(two, h2, others={"h1": h1}).scan() == []  # two copies, not a move
+    del h1.domains["web"]
     two.r.delete(two.keys.heartbeat("h1"))
-    assert disc(two, h2).scan() == []  # h1 cannot say: failover decides, not discovery
-    beat(two, "h1")
-    assert disc(two, h2).scan() == ["web"]
+    assert disc(two, h2, others={"h1": h1}).scan() == []  # h1 silent: failover decides
+    beat(two, "h1", web="running")  # a heartbeat a moment old still lists it
+    assert disc(two, h2, others={"h1": h1}).scan() == ["web"]
     assert (two.get_vm("web").host, two.get_vm("web").state) == ("h2", "running")
+    assert ("web", "moved") in observed(two)
 
 
 def test_a_stopped_copy_follows_only_when_the_recorded_host_does_not_hold_it(
         two: Store) -> None:
     two.put_vm(VM("db", "u-db", "h1", 1, 64, state="stopped", definition=xml("db")))
-    h2 = FakeHost("h2")
+    h1, h2 = FakeHost("h1"), FakeHost("h2")
+    h1.add("db", DomainState.SHUTOFF)
     h2.add("db", DomainState.SHUTOFF)
-    beat(two, "h1", db="shutoff")
-    assert disc(two, h2).scan() == []  # a leftover: the stray sweep's business
     beat(two, "h1")
-    assert disc(two, h2).scan() == ["db"]
+    assert disc(two, h2, others={"h1": h1}).scan() == []  # a leftover: the stray sweep's
+    del h1.domains["db"]
+    assert disc(two, h2, others={"h1": h1}).scan() == ["db"]
     assert (two.get_vm("db").host, two.get_vm("db").state) == ("h2", "stopped")
 
 
@@ -166,6 +177,22 @@ def test_a_record_whose_domain_is_gone_everywhere_is_forgotten_after_the_grace(
     assert d.scan() == ["tmp"]
     assert two.find_vm("tmp") is None
     assert ("tmp", "undefined") in observed(two)
+
+
+def test_a_record_written_while_adopting_is_not_a_conflict(two: Store) -> None:
+    """fleet's own create_vm writes the record right after starting the domain: between
+    discovery's lookup of the name and its look for the UUID, the record appears."""
+    h1 = FakeHost("h1")
+    h1.add("new")
+    real_list = two.list_vms
+
+    def created_meanwhile() -> list[VM]:
+        two.put_vm(VM("new", "u-new", "h1", 1, 64))
+        return real_list()
+
+    two.list_vms = created_meanwhile  # type: ignore[method-assign]
+    assert disc(two, h1).scan() == []
+    assert alerts(two) == [] and observed(two) == []
 
 
 def test_conflicts_are_alerts_that_change_nothing(two: Store) -> None:

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-from fleet.core.hypervisor import DomainGone, DomainState, MigrationParams, MigrationTarget
+from fleet.core.hypervisor import (
+    DomainGone,
+    DomainState,
+    MigrationParams,
+    MigrationTarget,
+    TransientError,
+)
 from fleet.core.models import Host, JobKind, Move, Progress
 from fleet.settings import Settings
 from fleet.store import Store
@@ -164,29 +171,62 @@ def test_reservations_never_overcommit(fleet3: Store) -> None:
     assert fleet3.try_reserve("h2", "m3", 1, 100, limit)
 
 
+class _Silent:
+    """A recorded host that cannot be asked."""
+
+    def lookup(self, name: str) -> None:
+        raise TransientError("no answer")
+
+
+def _asked_now(store: Store) -> Callable[[Host], SimHypervisor]:
+    """Each host's own hypervisor, as an agent reaches another host's."""
+    def locate(host: Host) -> SimHypervisor:
+        return sim(store, host.name)
+
+    return locate
+
+
 def test_strays_are_undefined_and_a_second_running_copy_is_paused_then_removed(
         fleet3: Store) -> None:
     from fleet.core.hypervisor import DomainInfo
-    from workers.heartbeat import beat_once
     from workers.inventory import sweep_strays
 
     h2 = sim(fleet3, "h2")
+    locate = _asked_now(fleet3)
     h2._put("h2", DomainInfo("vm1", "u-1", DomainState.SHUTOFF, 2, 2048), 0.0)
-    assert sweep_strays(fleet3, h2) == ["vm1"]
+    assert sweep_strays(fleet3, h2, locate) == ["vm1"]
     assert h2.list_domains() == []
     h2._put("h2", DomainInfo("vm1", "u-1", DomainState.RUNNING, 2, 2048), 0.0)
-    # h1, where vm1 is recorded, does not report it running: the record may be wrong
-    assert sweep_strays(fleet3, h2) == []
+    # h1, where vm1 is recorded, cannot be asked: the record may be the wrong one
+    assert sweep_strays(fleet3, h2, lambda host: _Silent()) == []
     assert [d.name for d in h2.list_domains()] == ["vm1"]
     alerts = [e for _, e in fleet3.journal.audit() if e["kind"] == "alert"]
     assert alerts and alerts[-1]["alert"] == "record_disagrees"
-    beat_once(fleet3, sim(fleet3, "h1"), "h1/test", ttl_s=5)  # h1 reports vm1 running
-    assert sweep_strays(fleet3, h2) == ["vm1"]
+    assert sweep_strays(fleet3, h2, locate) == ["vm1"]  # h1 runs vm1 too
     assert h2.list_domains() == []
     steps = [e["kind"] for _, e in fleet3.journal.audit() if e["kind"].startswith("vm.copy")]
     assert steps == ["vm.copy_pause", "vm.copy_remove"]
     assert sim(fleet3, "h1").lookup("vm1").state is DomainState.RUNNING
-    assert sweep_strays(fleet3, sim(fleet3, "h1")) == []  # the VM's own host is untouched
+    assert sweep_strays(fleet3, sim(fleet3, "h1"), locate) == []  # its own host: untouched
+
+
+def test_a_copy_the_recorded_host_does_not_hold_was_moved_and_is_kept(fleet3: Store) -> None:
+    """An operator's ``virsh migrate`` (running) or define-and-undefine (stopped): the
+    recorded host's heartbeat may still list the VM; asked now, it does not hold it."""
+    from fleet.core.hypervisor import DomainInfo
+    from workers.heartbeat import beat_once
+    from workers.inventory import sweep_strays
+
+    h1, h2 = sim(fleet3, "h1"), sim(fleet3, "h2")
+    beat_once(fleet3, h1, "h1/test", ttl_s=5)  # h1 reports vm1 running, a moment ago
+    h1.destroy("vm1")
+    h2._put("h2", DomainInfo("vm1", "u-1", DomainState.RUNNING, 2, 2048), 0.0)
+    locate = _asked_now(fleet3)
+    assert sweep_strays(fleet3, h2, locate) == []
+    h2._put("h2", DomainInfo("vm1", "u-1", DomainState.SHUTOFF, 2, 2048), 0.0)
+    assert sweep_strays(fleet3, h2, locate) == []
+    assert [d.state for d in h2.list_domains()] == [DomainState.SHUTOFF]
+    assert not [e for _, e in fleet3.journal.audit() if e["kind"].startswith("vm.copy")]
 
 
 def test_reconciler_waits_out_the_moment_between_switch_over_and_source_cleanup(
