@@ -145,7 +145,27 @@ def plan_host(host: Host) -> PlanHost:
         state=host.state, labels=labels, rack=labels.get("rack", ""),
         arch=labels.get("arch", ""), cpu_models=_split_csv(labels.get("cpu_models", "")),
         offers=offers(host.node) if host.node else None,
+        numa_cells=node_cells(host), gpus=node_devices(host.node),
     )
+
+
+def node_cells(host: Host) -> tuple[NumaCell, ...]:
+    """The NUMA cells libvirt reported for ``host``, when its capacity is the node's own
+    and they add up to it (a configured capacity has no cells: pinning is not checked)."""
+    cells = [NumaCell(float(c.get("cpus", 0)), int(c.get("memory_mib", 0)))
+             for c in host.node.get("numa_cells", ())]
+    short = host.memory_mib - sum(c.memory_mib for c in cells)  # KiB per cell, rounded down
+    if host.capacity_from != "node" or len(cells) < 2 or not 0 <= short <= len(cells) \
+            or sum(c.vcpus for c in cells) != host.vcpus:
+        return ()
+    cells[-1] = NumaCell(cells[-1].vcpus, cells[-1].memory_mib + short)
+    return tuple(cells)
+
+
+def node_devices(node: Mapping[str, object]) -> int:
+    """Passthrough devices (GPUs and other PCI devices) libvirt reported for a host."""
+    devices = node.get("devices")
+    return sum(int(v) for v in devices.values()) if isinstance(devices, dict) else 0
 
 
 def plan_vm(vm: VM, rule: str = "") -> PlanVM:
@@ -158,5 +178,6 @@ def plan_vm(vm: VM, rule: str = "") -> PlanVM:
     return PlanVM(
         name=vm.name, vcpus=float(vm.vcpus), memory_mib=vm.memory_mib, host=vm.host,
         group=vm.group, rule=rule if vm.group else Rule.NONE.value,
-        needs=frozenset(vm.needs),
+        needs=frozenset(vm.needs), numa=int(vm.devices.get("numa", 0)),
+        gpus=float(vm.devices.get("hostdevs", 0)),
     )

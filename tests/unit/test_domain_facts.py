@@ -149,3 +149,19 @@ def test_devices_bound_for_passthrough_are_counted() -> None:
     assert passthrough([_pci("vfio-pci", "0x030200"), _pci("vfio-pci", "0x030000"),
                         _pci("vfio-pci", "0x020000"), _pci("nvidia", "0x030000"),
                         _pci("virtio-pci", "0xffff00")]) == {"gpu": 2, "pci": 1}
+
+
+def test_live_placement_sees_numa_cells_and_devices_libvirt_reported() -> None:
+    from fleet.core.models import VM, Host
+    from fleet.core.planmodel import plan_host, plan_vm
+
+    node = _node().to_dict() | {"devices": {"gpu": 2, "pci": 1}}
+    host = Host("h1", 4, 16384, node=node, capacity_from="node")
+    planned = plan_host(host)
+    assert [(c.vcpus, c.memory_mib) for c in planned.numa_cells] == [(2, 8192), (2, 8192)]
+    assert planned.gpus == 3
+    configured = plan_host(Host("h1", 8, 4096, node=node, capacity_from="configured"))
+    assert configured.numa_cells == ()  # a configured capacity says nothing of cells
+    facts = read_domain(DOMAIN)
+    vm = VM("hand1", facts.uuid, "h1", 2, 64, devices=facts.devices())
+    assert (plan_vm(vm).numa, plan_vm(vm).gpus) == (1, 1.0)
