@@ -35,12 +35,13 @@ from workers.planstate import KeptState
 
 def _load(store: Store, inv: Inventory) -> None:
     with store.r.pipeline(transaction=False) as pipe:
-        for h in inv.hosts:
-            host = Host(h.name, int(h.vcpus), h.memory_mib)
+        for h in inv.hosts:  # GPUs as the devices an agent reads from libvirt
+            host = Host(h.name, int(h.vcpus), h.memory_mib, node={"devices": {"gpu": h.gpus}})
             pipe.set(store.keys.host(h.name), json.dumps(host.to_dict()))
             pipe.sadd(store.keys.hosts, h.name)
         for v in inv.vms:  # fractional vCPUs are kept as they are (milli-vCPU in the engine)
-            vm = VM(v.name, v.name, v.host, v.vcpus, v.memory_mib)  # type: ignore[arg-type]
+            vm = VM(v.name, v.name, v.host, v.vcpus, v.memory_mib,  # type: ignore[arg-type]
+                    devices={"hostdevs": v.gpus} if v.gpus else {})
             pipe.set(store.keys.vm(v.name), json.dumps(vm.to_dict()))
             pipe.sadd(store.keys.vms, v.name)
         pipe.execute()
