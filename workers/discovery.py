@@ -191,7 +191,8 @@ class Discovery:
         new = self.store.cas_vm(vm.name, mutate)
         if new is None:
             return None
-        if (new.vcpus, new.memory_mib, new.devices, new.needs) != old_size:
+        first = vm.definition_version == 0  # fleet wrote it; libvirt's own form read now
+        if not first and (new.vcpus, new.memory_mib, new.devices, new.needs) != old_size:
             self._observed(new, "edited", vcpus=new.vcpus, memory_mib=new.memory_mib,
                            definition_version=new.definition_version)
             self._check_macs(new)

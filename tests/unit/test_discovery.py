@@ -255,3 +255,15 @@ def test_a_stopped_vm_started_by_hand_is_recorded_running(two: Store) -> None:
     h1.add("svc")  # virsh start
     assert d.observe_name("svc") == "svc"
     assert two.get_vm("svc").state == "running" and ("svc", "started") in observed(two)
+
+
+def test_the_first_read_of_a_definition_fleet_wrote_is_not_an_edit(two: Store) -> None:
+    two.put_vm(VM("mine", "u-mine", "h1", 1, 32, definition="<domain/>"))  # fleet's form
+    h1 = FakeHost("h1")
+    h1.add("mine")
+    d = disc(two, h1)
+    assert d.scan() == ["mine"]
+    vm = two.get_vm("mine")
+    assert (vm.memory_mib, vm.definition_version, vm.needs) == (
+        64, 1, ["arch:x86_64", "machine:pc-i440fx-7.2", "net:lan"])
+    assert observed(two) == []
