@@ -11,8 +11,9 @@ its host that it no longer holds (``scan``):
   own hypervisor, does not run it **moved** out of band: the record follows
   (compare-and-set on the old host); a stopped one follows only if the recorded host
   does not hold it at all;
-- a domain recorded here as stopped that runs (``virsh start``) is recorded running
-  (a running VM that stops is the VM guard's: it may start an HA VM again);
+- a domain recorded here as stopped that runs (``virsh start``) is recorded running, a
+  non-HA one recorded running that shut off is recorded stopped (an HA VM that stops is
+  the VM guard's: it starts it again);
 - the definition of a domain recorded here is read again; when it changed (``virsh
   edit``, ``setmaxmem --config``, a migration) it is stored with a new
   ``definition_version`` and the record's size follows (``edited``);
@@ -76,6 +77,7 @@ class Discovery:
     gone_after_s: float = 10.0
     fresh_s: float = 5.0
     clock: Callable[[], float] = time.time
+    in_flux: set[str] = field(default_factory=set)  # domains seen in a migration
     _absent: dict[str, float] = field(default_factory=dict)
     _alerted: set[tuple[str, str]] = field(default_factory=set)
 
@@ -107,12 +109,13 @@ class Discovery:
         try:
             info = self.hv.lookup(name)
         except HvError:
+            self.in_flux.discard(name)
             return None  # gone or unreachable: the next full scan decides
         return self.observe(info)
 
     def observe(self, info: DomainInfo) -> str | None:
         """Bring the record of one domain of this host in step; its name if written."""
-        if info.migrating or self.store.lock_owner(info.name) is not None:
+        if not self._settled(info):
             return None
         vm = self.store.find_vm(info.name)
         if vm is None:
@@ -124,10 +127,19 @@ class Discovery:
         if vm.state not in SETTLED_RECORD:
             return None
         if vm.host == self.host:
-            started = self._started(vm, info)
-            refreshed = self._refresh(started or vm)
-            return vm.name if started is not None else refreshed
+            powered = self._powered(vm, info)
+            refreshed = self._refresh(powered or vm)
+            return vm.name if powered is not None else refreshed
         return self._follow(vm, info)
+
+    def _settled(self, info: DomainInfo) -> bool:
+        """Neither in a migration (then it is looked at again soon: it lands or leaves
+        shortly) nor held by a job."""
+        if info.migrating:
+            self.in_flux.add(info.name)
+            return False
+        self.in_flux.discard(info.name)
+        return self.store.lock_owner(info.name) is None
 
     # -- adoption --------------------------------------------------------------------
     def _facts(self, name: str) -> tuple[DomainFacts, str] | None:
@@ -159,16 +171,29 @@ class Discovery:
         return vm.name
 
     # -- records of this host ----------------------------------------------------------
-    def _started(self, vm: VM, info: DomainInfo) -> VM | None:
-        """A VM recorded stopped that runs here (``virsh start``): recorded running. The
-        other way round is the VM guard's (an HA VM that stops is started again)."""
-        if vm.state != VMState.STOPPED.value or info.state is not DomainState.RUNNING:
+    def _powered(self, vm: VM, info: DomainInfo) -> VM | None:
+        """Power changed by hand here: a VM recorded stopped that runs (``virsh start``) is
+        recorded running; a non-HA VM recorded running whose domain shut off (``virsh
+        shutdown``, a crash) is recorded stopped. An HA VM that stops is the VM guard's:
+        it starts it again."""
+        if vm.state == VMState.STOPPED.value and info.state is DomainState.RUNNING:
+            now, was, change = VMState.RUNNING.value, VMState.STOPPED.value, "started"
+        elif vm.state == VMState.RUNNING.value and info.state in STOPPED_DOMAIN \
+                and not vm.ha:
+            now, was, change = VMState.STOPPED.value, VMState.RUNNING.value, "stopped"
+        else:
             return None
-        started = self.store.place_vm(vm.name, self.host, VMState.RUNNING.value,
-                                      on=self.host, states=(VMState.STOPPED.value,))
-        if started is not None:
-            self._observed(started, "started", state=started.state)
-        return started
+        def mutate(current: VM) -> VM | None:
+            if current.host != self.host or current.state != was \
+                    or (current.ha and now == VMState.STOPPED.value):
+                return None
+            current.state = now
+            return current
+
+        changed = self.store.cas_vm(vm.name, mutate)
+        if changed is not None:
+            self._observed(changed, change, state=now)
+        return changed
 
     def _refresh(self, vm: VM) -> str | None:
         self._absent.pop(vm.name, None)

@@ -4,8 +4,9 @@ One ``HostWatcher`` thread per served host. Each round (every ``inventory_interv
 or at once when libvirt reports a domain lifecycle event) it re-registers the host if
 its record is missing (Redis lost its data), refreshes the host's facts every
 ``node_facts_interval_s``, and runs discovery (``workers.discovery``): the domains named
-by events first, a full scan otherwise. Simulated hosts change only through fleet, so
-they are registered but not scanned.
+by events first (and, every half second, domains last seen in a migration, so a guest an
+operator migrated here is followed as soon as it lands), a full scan otherwise.
+Simulated hosts change only through fleet, so they are registered but not scanned.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from workers.hostfacts import Registration, publish_host
 from workers.inventory import Locate
 
 log = logging.getLogger(__name__)
+FLUX_RELOOK_S = 0.5  # a domain seen in a migration is looked at again this soon
 
 NETWORK_FILESYSTEMS = frozenset({
     "nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "fuse.glusterfs", "gfs2", "ocfs2",
@@ -92,7 +94,9 @@ class HostWatcher:
                 self.round()
             except Exception:  # the watch must outlive one bad round
                 log.exception("watch of %s failed", self.hv.host)
-            self._woken.wait(self.settings.inventory_interval_s)
+            soon = min(FLUX_RELOOK_S, self.settings.inventory_interval_s)
+            self._woken.wait(soon if self.discovery.in_flux else
+                             self.settings.inventory_interval_s)
             self._woken.clear()
 
     def round(self) -> None:
@@ -105,7 +109,7 @@ class HostWatcher:
         if not self.scan_domains:
             return
         with self._lock:
-            named, self._named = self._named, set()
+            named, self._named = self._named | self.discovery.in_flux, set()
         for name in sorted(named):
             self.discovery.observe_name(name)
         if not named or now - self._scanned_at >= self.settings.inventory_interval_s:

@@ -35,6 +35,7 @@ class FakeHost:
 
     host: str
     domains: dict[str, tuple[DomainState, str]] = field(default_factory=dict)
+    migrating: set[str] = field(default_factory=set)
 
     def add(self, name: str, state: DomainState = DomainState.RUNNING, **kw: Any) -> None:
         self.domains[name] = (state, xml(name, **kw))
@@ -42,7 +43,7 @@ class FakeHost:
     def _info(self, name: str) -> DomainInfo:
         state, text = self.domains[name]
         uuid = text.split("<uuid>")[1].split("</uuid>")[0]
-        return DomainInfo(name, uuid, state, 1, 64)
+        return DomainInfo(name, uuid, state, 1, 64, migrating=name in self.migrating)
 
     def list_domains(self) -> list[DomainInfo]:
         return [self._info(n) for n in self.domains]
@@ -267,3 +268,31 @@ def test_the_first_read_of_a_definition_fleet_wrote_is_not_an_edit(two: Store) -
     assert (vm.memory_mib, vm.definition_version, vm.needs) == (
         64, 1, ["arch:x86_64", "machine:pc-i440fx-7.2", "net:lan"])
     assert observed(two) == []
+
+
+def test_a_non_ha_vm_shut_down_by_hand_is_recorded_stopped_an_ha_one_is_not(
+        two: Store) -> None:
+    two.put_vm(VM("plain", "u-plain", "h1", 1, 64, definition=xml("plain")))
+    two.put_vm(VM("guarded", "u-guarded", "h1", 1, 64, ha=True, definition=xml("guarded")))
+    h1 = FakeHost("h1")
+    h1.add("plain", DomainState.SHUTOFF)
+    h1.add("guarded", DomainState.SHUTOFF)
+    disc(two, h1).scan()
+    assert two.get_vm("plain").state == "stopped" and ("plain", "stopped") in observed(two)
+    assert two.get_vm("guarded").state == "running"  # the VM guard starts it again
+
+
+def test_a_domain_in_a_migration_is_left_and_looked_at_again(two: Store) -> None:
+    h1 = FakeHost("h1")
+    h1.add("arriving", DomainState.PAUSED)
+    h1.migrating.add("arriving")
+    d = disc(two, h1)
+    assert d.scan() == [] and d.in_flux == {"arriving"}
+    h1.add("arriving")  # switched over: running, no job
+    h1.migrating.clear()
+    assert d.observe_name("arriving") == "arriving" and d.in_flux == set()
+    h1.migrating.add("leaving")
+    h1.add("leaving")
+    d.scan()
+    del h1.domains["leaving"]  # it left: looked up no more
+    assert d.observe_name("leaving") is None and d.in_flux == set()
