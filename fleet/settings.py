@@ -7,14 +7,17 @@ configuration raises ``InvalidInput`` with one line saying what is wrong.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from fleet.core.errors import InvalidInput
 
@@ -24,7 +27,7 @@ _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
 class Settings(BaseSettings):
     """Every tunable of fleet, with production defaults."""
 
-    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="forbid", allow_inf_nan=False)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "fleet"
@@ -121,6 +124,26 @@ def _file_values(path: str) -> dict[str, Any]:
     return section
 
 
+NOT_SETTINGS = frozenset({  # FLEET_* variables read by other parts: the lab, deploy files
+    "CONFIG", "HOST", "HOST_ADDRESS", "CONTROL_HOST", "REDIS_PASSWORD", "NS", "VENV",
+    "INTERLEAVINGS", "BENCH_DATA"})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``FLEET_*`` variables that name no setting, each with the closest setting's
+    variable ("" if none is close): a mistyped variable would otherwise do nothing."""
+    fields = [f.upper() for f in Settings.model_fields]
+    found = []
+    for name in sorted(environ):
+        key = name.removeprefix("FLEET_")
+        if not name.startswith("FLEET_") or key in fields or key in NOT_SETTINGS \
+                or key.startswith("LAB_"):
+            continue
+        close = difflib.get_close_matches(key, fields, n=1, cutoff=0.8)
+        found.append((name, f"FLEET_{close[0]}" if close else ""))
+    return found
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment and ``FLEET_CONFIG``; one-line error if invalid."""
     path = os.environ.get("FLEET_CONFIG", "")
@@ -130,6 +153,10 @@ def load_settings(**overrides: Any) -> Settings:
     values.update(overrides)
     try:
         return Settings(**values)
+    except SettingsError as exc:  # a value the environment source cannot even parse
+        field = str(exc).split('"')[1] if '"' in str(exc) else "a setting"
+        raise InvalidInput(f"invalid configuration: FLEET_{field.upper()} is not valid JSON"
+                           ) from None
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "config"

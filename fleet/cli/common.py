@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import socket
 import sys
 from typing import Annotated, Any
@@ -12,15 +13,29 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fleet.settings import Settings, load_settings
+from fleet.settings import Settings, load_settings, unknown_variables
 from fleet.store import Store
 
 console = Console()
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def load_store() -> tuple[Settings, Store]:
+def checked_settings() -> Settings:
+    """Settings, with every fence agent of ``FLEET_FENCE`` built once (an unknown kind or
+    a missing parameter is a one-line error, exit 2) and mistyped ``FLEET_*`` variables
+    named on stderr."""
+    from workers.fencing import check_config
+
     settings = load_settings()
+    check_config(settings.fence)
+    for name, guess in unknown_variables(os.environ):
+        hint = f" (did you mean {guess}?)" if guess else ""
+        sys.stderr.write(f"fleet: warning: {name} is not a fleet setting{hint}\n")
+    return settings
+
+
+def load_store() -> tuple[Settings, Store]:
+    settings = checked_settings()
     return settings, Store.connect(settings.redis_url, settings.prefix)
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from fleet.cli.common import checked_settings
 from fleet.cli.flower import FlowerClient
 from fleet.cli.processes import Processes, free_port, wait_for
 from fleet.core.models import VM, Host
-from fleet.settings import Settings, load_settings
+from fleet.settings import Settings
 from fleet.store import Store, redis_answers
 
 MAX_AGENTS = 8
@@ -62,7 +63,7 @@ def _start(procs: Processes, env: dict[str, str], names: list[str], flower_port:
 
 
 def run_demo(hosts: int, once: bool, console: Console) -> int:
-    settings = load_settings()
+    settings = checked_settings()
     log_dir = Path(tempfile.mkdtemp(prefix="fleet-demo-"))
     procs = Processes(log_dir)
     try:

@@ -35,6 +35,8 @@ def drain(
     """Put HOST in maintenance and move every VM off it, planned together."""
     from workers.drain import fleet_state, placement_config, plan_drain
 
+    if dry_run and wait:
+        raise InvalidInput("--dry-run and --wait exclude each other: a dry run starts nothing")
     settings, store = load_store()
     check_name("host", host)
     store.get_host(host)

@@ -6,6 +6,7 @@ stderr, never a traceback).
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from typer.exceptions import TyperException
 
 from fleet.cli.common import (
     JsonOpt,
+    checked_settings,
     console,
     fields_table,
     finish_job,
@@ -138,11 +140,16 @@ def vm_policy(
                                                   help="Allow post-copy escalation.")] = None,
     auto_converge: Annotated[bool | None, typer.Option("--auto-converge/--no-auto-converge")]
     = None,
-    timeout_per_gib_s: Annotated[float | None, typer.Option(min=1)] = None,
-    timeout_min_s: Annotated[float | None, typer.Option(min=1)] = None,
-    stall_timeout_s: Annotated[float | None, typer.Option(min=1)] = None,
-    max_downtime_ms: Annotated[int | None, typer.Option(min=1)] = None,
-    bandwidth_mib_s: Annotated[float | None, typer.Option(min=0)] = None,
+    timeout_per_gib_s: Annotated[float | None, typer.Option(
+        min=1, max=DAY_S, help="Completion budget per GiB of guest memory, seconds.")] = None,
+    timeout_min_s: Annotated[float | None, typer.Option(
+        min=1, max=7 * DAY_S, help="Smallest completion budget, seconds.")] = None,
+    stall_timeout_s: Annotated[float | None, typer.Option(
+        min=1, max=DAY_S, help="Abort when data remaining has not fallen this long.")] = None,
+    max_downtime_ms: Annotated[int | None, typer.Option(
+        min=1, max=3_600_000, help="Largest pause at the switch-over, ms.")] = None,
+    bandwidth_mib_s: Annotated[float | None, typer.Option(
+        min=0, max=1_048_576, help="Migration bandwidth cap, MiB/s (0: unlimited).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show or set a VM's migration policy overrides."""
@@ -270,7 +277,7 @@ def agent(
         raise InvalidInput("missing option --host (or --hosts for sim agents)")
     if len(names) > 1 and driver != "sim":
         raise InvalidInput("only the sim driver serves several hosts in one agent")
-    settings = load_settings()
+    settings = checked_settings()
     from tasks.processes import run_agent
     from workers.hostfacts import Registration
 
@@ -286,7 +293,7 @@ def agent(
 @app.command()
 def controller() -> None:
     """Run the controller: the Celery worker of the control queue and the job sweeper."""
-    settings = load_settings()
+    settings = checked_settings()
     from tasks.processes import run_controller
 
     run_controller(settings)
@@ -299,7 +306,7 @@ def monitor(
     """Watch heartbeats and fail hosts over: fence, then restart HA VMs elsewhere."""
     import logging
 
-    settings = load_settings()
+    settings = checked_settings()
     check_name("monitor", name)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from tasks.processes import run_monitor
@@ -331,18 +338,28 @@ def main(argv: list[str] | None = None) -> None:
         _die(2, str(exc))
     except FleetError as exc:
         _die(1, str(exc))
-    except redis.ConnectionError as exc:
-        _die(1, f"cannot reach Redis ({load_settings().redis_url}): {exc}")
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        _die(1, f"cannot reach Redis ({_redacted(load_settings().redis_url)}): {exc}")
+    except redis.ResponseError as exc:
+        if "DB index" in str(exc):
+            _die(2, f"FLEET_REDIS_URL names a database the Redis server does not have: {exc}")
+        _die(1, f"Redis refused a command: {exc}")
     sys.exit(code if isinstance(code, int) else 0)
 
 
 USAGE_ERRORS: tuple[type[Exception], ...] = (click.ClickException, TyperException)
+DAY_S = 86_400
 
 
 def _usage_message(exc: Exception) -> str:
     format_message = getattr(exc, "format_message", None)
     text = format_message() if callable(format_message) else str(exc)
     return str(text).replace("\n", " ")
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password."""
+    return re.sub(r"//([^/@]*):[^/@]*@", r"//\1:***@", url)
 
 
 def _die(code: int, message: str) -> None:

@@ -11,23 +11,29 @@ from typing import Annotated, Any
 import typer
 
 from fleet.cli.common import JsonOpt, load_store, print_json, who
+from fleet.core.errors import InvalidInput
 
 ANSWER_MARGIN_S = 30.0
+DEFAULT_TIMEOUT_S = 60.0
+DAY_S = 86_400
 
 
 def vm_stop(
     name: str,
-    timeout: Annotated[float, typer.Option(
-        "--timeout", min=0, help="Seconds the guest gets to shut down before power-off.",
-    )] = 60.0,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=0, max=DAY_S,
+        help="Seconds the guest gets to shut down before power-off [default: 60].",
+    )] = None,
     force: Annotated[bool, typer.Option("--force", help="Power off at once.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Stop a VM on its host (guest shutdown, then power-off); it stays defined there."""
     from tasks.submit import request_power
 
+    if force and timeout is not None:
+        raise InvalidInput("--timeout and --force exclude each other: choose one")
     _, store = load_store()
-    grace = 0.0 if force else timeout
+    grace = 0.0 if force else (DEFAULT_TIMEOUT_S if timeout is None else timeout)
     _report(request_power(store, name, "stop", who(), grace + ANSWER_MARGIN_S, grace), as_json)
 
 

@@ -54,6 +54,69 @@ def test_broken_config_exits_2(cluster: Cluster) -> None:
     assert done.returncode == 2 and "poll_interval_s" in done.stderr
 
 
+def _fleet_env(cluster: Cluster, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fleet.cli.main", *args],
+                          env={**os.environ, **cluster.env, **env}, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def _written(cluster: Cluster) -> list[str]:
+    """Every key of the cluster's prefix but heartbeats and Celery's (they change alone)."""
+    keys = cluster.store.r.scan_iter(match=cluster.env["FLEET_PREFIX"] + ":*")
+    return sorted(k for k in keys if ":heartbeat" not in k and "celery" not in k
+                  and "_kombu" not in k and "unacked" not in k)
+
+
+@pytest.mark.parametrize(("args", "env", "needle"), [
+    (["hosts"], {"FLEET_FENCE": "notjson"}, "FLEET_FENCE is not valid JSON"),
+    (["hosts"], {"FLEET_FENCE": '{"*": {"agent": "nope"}}'}, "unknown agent 'nope'"),
+    (["hosts"], {"FLEET_FENCE": '{"h1": {"agent": "ipmi"}}'}, "fence config for h1"),
+    (["hosts"], {"FLEET_MOVE_LEASE_S": "inf"}, "move_lease_s"),
+    (["hosts"], {"FLEET_REDIS_URL": "redis://127.0.0.1:6379/99999"}, "database"),
+    (["vm", "stop", "pol-1", "--timeout", "inf"], {}, "--timeout"),
+    (["vm", "stop", "pol-1", "--timeout", "1e309"], {}, "--timeout"),
+    (["vm", "stop", "pol-1", "--timeout", "5", "--force"], {}, "exclude each other"),
+    (["vm", "policy", "pol-1", "--bandwidth-mib-s", "inf"], {}, "--bandwidth-mib-s"),
+    (["vm", "policy", "pol-1", "--timeout-min-s", "1e23"], {}, "--timeout-min-s"),
+    (["vm", "policy", "pol-1", "--max-downtime-ms", "18446744073709551617"], {},
+     "--max-downtime-ms"),
+    (["host", "drain", "h1", "--dry-run", "--wait"], {}, "exclude each other"),
+])
+def test_bad_values_and_config_are_one_line_exit_2_and_write_nothing(
+        cluster: Cluster, args: list[str], env: dict[str, str], needle: str) -> None:
+    if cluster.store.find_vm("pol-1") is None:
+        cluster.add_vm("pol-1", "h1")
+    before = (_written(cluster), cluster.store.get_vm("pol-1").to_dict(),
+              cluster.store.get_host("h1").state)
+    done = _fleet_env(cluster, *args, **env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert needle in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert before == (_written(cluster), cluster.store.get_vm("pol-1").to_dict(),
+                      cluster.store.get_host("h1").state)
+
+
+def test_a_redis_that_does_not_answer_is_one_line_exit_1(cluster: Cluster) -> None:
+    import socket
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        done = _fleet_env(cluster, "hosts",
+                          FLEET_REDIS_URL=f"redis://:S3cret@127.0.0.1:{port}/0")
+    assert done.returncode == 1, done.stderr
+    assert "cannot reach Redis" in done.stderr and "S3cret" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_mistyped_variable_is_named_with_its_likely_meaning(cluster: Cluster) -> None:
+    done = _fleet_env(cluster, "hosts", FLEET_HEARTBEAT_INTERVL_S="1")
+    assert done.returncode == 0, done.stderr
+    assert "FLEET_HEARTBEAT_INTERVL_S is not a fleet setting (did you mean " \
+        "FLEET_HEARTBEAT_INTERVAL_S?)" in done.stderr
+
+
 def _vm_show(cluster: Cluster, name: str) -> dict[str, Any]:
     shown = cluster.fleet("vm", "show", name, "--json")
     assert shown.returncode == 0, shown.stderr

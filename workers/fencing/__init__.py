@@ -52,6 +52,7 @@ __all__ = [
     "PowerState",
     "SystemClock",
     "agent_for",
+    "check_config",
     "register",
     "run_fence",
 ]
@@ -92,9 +93,25 @@ AGENTS: dict[str, Builder] = {
 }
 
 
+LATE_KINDS = frozenset({"sim", "lab"})
+"""Kinds the fencing process registers itself (``tasks.failover_tasks``): their agents
+need that process's runtime."""
+
+
 def register(kind: str, builder: Builder) -> None:
     """Make ``agent = "<kind>"`` build agents with ``builder(**keys)``."""
     AGENTS[kind] = builder
+
+
+def check_config(config: Mapping[str, Mapping[str, Any]]) -> None:
+    """``InvalidInput`` unless every entry names a known agent with usable parameters."""
+    for host, entry in config.items():
+        kind = str(entry.get("agent", "manual")) if isinstance(entry, Mapping) else ""
+        if not isinstance(entry, Mapping) or kind not in {*AGENTS, *LATE_KINDS}:
+            raise InvalidInput(f"fence config for {host}: unknown agent {kind!r} (choose one "
+                               f"of {', '.join(sorted({*AGENTS, *LATE_KINDS}))})")
+        if kind in AGENTS:
+            agent_for(host, config)
 
 
 def _fill(value: Any, host: str) -> Any:
