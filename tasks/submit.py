@@ -57,10 +57,22 @@ def submit_drain(store: Store, host: str, concurrency: int, requested_by: str,
     running = running_drain(store, host)
     if running is not None:
         return running.id, False
+    refuse_hopeless_drain(store, host)
     start_maintenance(store, host)
     job = create_drain(store, host, concurrency, requested_by)
     app.send_task("fleet.job.start", kwargs={"job_id": job.id})
     return job.id, True
+
+
+def refuse_hopeless_drain(store: Store, host: str) -> None:
+    """``InvalidInput`` (nothing written) if ``host`` holds VMs and no other host is
+    active with a live agent to receive them."""
+    held = sum(1 for vm in store.list_vms() if vm.host == host)
+    receivers = [h.name for h in store.list_hosts() if h.name != host
+                 and h.state == HostState.ACTIVE.value and store.heartbeat(h.name)]
+    if held and not receivers:
+        raise InvalidInput(f"cannot drain {host}: no other host is active with a live agent"
+                           f" to receive its {held} VM(s); nothing was changed")
 
 
 def submit_return(store: Store, host: str, concurrency: int, requested_by: str) -> str | None:

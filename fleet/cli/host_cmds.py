@@ -44,8 +44,10 @@ def drain(
     if dry_run:
         plan = plan_drain(fleet_state(store, placement_config(settings)), host, n)
         if as_json:
-            return print_json(plan.to_dict())
-        return _show_plan(plan.to_dict())
+            print_json(plan.to_dict())
+        else:
+            _show_plan(plan.to_dict())
+        raise typer.Exit(0 if plan.complete else 1)  # an incomplete plan is not a success
     from tasks.submit import submit_drain
 
     job_id, created = submit_drain(store, host, n, who())

@@ -107,3 +107,24 @@ def test_explain_says_why_hosts_are_rejected(cluster: Cluster) -> None:
     assert "h3" in shown["rejected"]  # its own host is excluded
     bad = cluster.fleet("vm", "explain", "nope")
     assert bad.returncode == 2 and "unknown VM" in bad.stderr
+
+
+def test_a_drain_with_nowhere_to_go_is_refused_and_changes_nothing(cluster: Cluster) -> None:
+    _vm(cluster, "lone-1", 256)
+    others = [h.name for h in cluster.store.list_hosts() if h.name != "h1"]
+    for host in others:
+        cluster.store.set_host_state(host, "maintenance")
+    try:
+        jobs_before = cluster.store.r.zcard(cluster.store.keys.jobs)
+        dry = cluster.fleet("host", "drain", "h1", "--dry-run", "--json")
+        assert dry.returncode == 1  # a plan that leaves VMs behind is not a success
+        assert json.loads(dry.stdout)["unplaced"]
+        done = cluster.fleet("host", "drain", "h1", "--wait")
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "no other host is active" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert cluster.store.get_host("h1").state == "active"
+        assert cluster.store.r.zcard(cluster.store.keys.jobs) == jobs_before
+    finally:
+        for host in others:
+            cluster.store.set_host_state(host, "active")
