@@ -136,10 +136,14 @@ def vm_explain(name: str, as_json: JsonOpt = False) -> None:
 @vm_app.command("policy")
 def vm_policy(
     name: str,
-    postcopy: Annotated[bool | None, typer.Option("--postcopy/--no-postcopy",
-                                                  help="Allow post-copy escalation.")] = None,
-    auto_converge: Annotated[bool | None, typer.Option("--auto-converge/--no-auto-converge")]
-    = None,
+    postcopy: Annotated[bool, typer.Option("--postcopy",
+                                           help="Allow post-copy escalation.")] = False,
+    no_postcopy: Annotated[bool, typer.Option("--no-postcopy",
+                                              help="Never switch to post-copy.")] = False,
+    auto_converge: Annotated[bool, typer.Option(
+        "--auto-converge", help="Allow auto-converge (throttle the guest's vCPUs).")] = False,
+    no_auto_converge: Annotated[bool, typer.Option(
+        "--no-auto-converge", help="Never throttle the guest's vCPUs.")] = False,
     timeout_per_gib_s: Annotated[float | None, typer.Option(
         min=1, max=DAY_S, help="Completion budget per GiB of guest memory, seconds.")] = None,
     timeout_min_s: Annotated[float | None, typer.Option(
@@ -155,7 +159,8 @@ def vm_policy(
     """Show or set a VM's migration policy overrides."""
     _, store = load_store()
     vm = store.get_vm(check_name("VM", name))
-    given = {"allow_postcopy": postcopy, "allow_auto_converge": auto_converge,
+    given = {"allow_postcopy": _either("postcopy", postcopy, no_postcopy),
+             "allow_auto_converge": _either("auto-converge", auto_converge, no_auto_converge),
              "timeout_per_gib_s": timeout_per_gib_s, "timeout_min_s": timeout_min_s,
              "stall_timeout_s": stall_timeout_s, "max_downtime_ms": max_downtime_ms,
              "bandwidth_mib_s": bandwidth_mib_s}
@@ -166,6 +171,13 @@ def vm_policy(
         return print_json(vm.policy)
     console.print(f"{vm.name}: {vm.policy or 'defaults'}")
     return None
+
+
+def _either(flag: str, yes: bool, no: bool) -> bool | None:
+    """--FLAG: True, --no-FLAG: False, neither: None (unchanged); both is an error."""
+    if yes and no:
+        raise InvalidInput(f"--{flag} and --no-{flag} exclude each other: choose one")
+    return True if yes else (False if no else None)
 
 
 @app.command()

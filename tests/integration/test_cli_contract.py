@@ -81,6 +81,9 @@ def _written(cluster: Cluster) -> list[str]:
     (["vm", "policy", "pol-1", "--max-downtime-ms", "18446744073709551617"], {},
      "--max-downtime-ms"),
     (["host", "drain", "h1", "--dry-run", "--wait"], {}, "exclude each other"),
+    (["vm", "policy", "pol-1", "--postcopy", "--no-postcopy"], {}, "exclude each other"),
+    (["vm", "policy", "pol-1", "--auto-converge", "--no-auto-converge"], {},
+     "exclude each other"),
 ])
 def test_bad_values_and_config_are_one_line_exit_2_and_write_nothing(
         cluster: Cluster, args: list[str], env: dict[str, str], needle: str) -> None:
@@ -108,6 +111,17 @@ def test_a_redis_that_does_not_answer_is_one_line_exit_1(cluster: Cluster) -> No
     assert done.returncode == 1, done.stderr
     assert "cannot reach Redis" in done.stderr and "S3cret" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_policy_flags_set_and_clear(cluster: Cluster) -> None:
+    if cluster.store.find_vm("pol-2") is None:
+        cluster.add_vm("pol-2", "h1")
+    for flags, expected in ((["--postcopy", "--no-auto-converge"], (True, False)),
+                            (["--no-postcopy"], (False, False))):
+        done = cluster.fleet("vm", "policy", "pol-2", *flags, "--json")
+        assert done.returncode == 0, done.stderr
+        policy = json.loads(done.stdout)
+        assert (policy["allow_postcopy"], policy["allow_auto_converge"]) == expected
 
 
 def test_a_mistyped_variable_is_named_with_its_likely_meaning(cluster: Cluster) -> None:
