@@ -82,7 +82,13 @@ def finish_job(store: Store, job_id: str, as_json: bool) -> None:
     from fleet.cli.watch import summary_table, watch_job
 
     quiet = Console(file=sys.stderr) if as_json else console
-    job = watch_job(store, job_id, quiet)
+    quiet.print(f"job {job_id}")
+    try:
+        job = watch_job(store, job_id, quiet)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"fleet: interrupted: job {job_id} goes on; `fleet job watch {job_id}`"
+                         f" follows it, `fleet job cancel {job_id}` stops it\n")
+        raise typer.Exit(130) from None
     if as_json:
         print_json(job_detail(store, job))
     else:

@@ -199,3 +199,28 @@ def test_a_destination_failing_its_preflight_is_replaced_not_fatal(cluster: Clus
                if e["kind"] == "move.preflight_failed"]
     assert [(e["destination"], e["reasons"]) for e in refused] == [
         (first, [f"network lan is not active on {first}"])]
+
+
+def test_ctrl_c_on_wait_leaves_the_migration_going_and_says_how_to_stop_it(
+        cluster: Cluster) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cluster.add_vm("int-1", "h1", memory_mib=8192, dirty=20)
+    waiting = subprocess.Popen([sys.executable, "-m", "fleet.cli.main", "vm", "migrate",
+                                "int-1", "--to", "h2", "--wait"],
+                               env={**os.environ, **cluster.env}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert waiting.stdout is not None
+    first = waiting.stdout.readline()  # the job id comes first, before any progress
+    assert first.startswith("job "), first
+    job_id = first.split()[1]
+    wait_for(lambda: cluster.store.get_job(job_id).state == "running", 30, "the job to run")
+    waiting.send_signal(signal.SIGINT)
+    _, err = waiting.communicate(timeout=30)
+    assert waiting.returncode == 130
+    assert f"job {job_id} goes on" in err and f"fleet job cancel {job_id}" in err
+    wait_for(lambda: cluster.store.get_job(job_id).terminal, 120, "the job to end")
+    assert cluster.store.get_job(job_id).state == "succeeded"
+    assert cluster.where("int-1") == ["h2"]
