@@ -66,13 +66,14 @@ def hosts(as_json: JsonOpt = False) -> None:
 @app.command()
 def vms(as_json: JsonOpt = False) -> None:
     """List VMs and where they run."""
-    from fleet.cli.views import vm_rows
+    from fleet.cli.views import shown_state, vm_rows
 
     rows = vm_rows(load_store()[1])
     if as_json:
         return print_json(rows)
-    table(rows, ["name", "host", "state", "vcpus", "memory_mib", "ha", "priority", "group"],
-           "vms")
+    shown = [{**r, "state": shown_state(r)} for r in rows]
+    table(shown, ["name", "host", "state", "vcpus", "memory_mib", "ha", "priority", "group"],
+          "vms")
     return None
 
 

@@ -57,10 +57,22 @@ def node_summary(node: dict[str, Any]) -> str:
 
 
 def vm_rows(store: Store) -> list[dict[str, Any]]:
+    """Every VM with its host's state: ``host_state`` is ``down`` when the host's agent
+    is silent, else the host record's state."""
+    hosts = {h.name: h.state for h in store.list_hosts()}
+    alive = {name: store.heartbeat(name) is not None for name in hosts}
     return [{
         "name": v.name, "uuid": v.uuid, "host": v.host, "state": v.state, "vcpus": v.vcpus,
         "memory_mib": v.memory_mib, "ha": v.ha, "priority": v.priority, "group": v.group,
+        "host_state": hosts.get(v.host, "unknown") if alive.get(v.host) else "down",
     } for v in store.list_vms()]
+
+
+def shown_state(row: dict[str, Any]) -> str:
+    """A VM's recorded state as a table shows it: ``running (host down)`` when its host
+    is neither active nor in maintenance."""
+    host = row.get("host_state", "active")
+    return row["state"] if host in ("active", "maintenance") else f"{row['state']} (host {host})"
 
 
 def vm_detail(store: Store, name: str) -> dict[str, Any]:
