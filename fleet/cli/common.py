@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fleet.core.errors import InvalidInput
 from fleet.settings import Settings, load_settings, unknown_variables
 from fleet.store import Store
 
@@ -64,6 +65,8 @@ def rows_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     if isinstance(value, dict):
@@ -95,3 +98,27 @@ def finish_job(store: Store, job_id: str, as_json: bool) -> None:
         console.print(summary_table(store, job))
     if job.state != "succeeded":
         raise typer.Exit(1)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(flag: str, text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``12h`` or ``7d``; ``InvalidInput`` else."""
+    unit = text[-1:] if text[-1:] in _UNITS else "s"
+    number = text[:-1] if text[-1:] in _UNITS else text
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        raise InvalidInput(f"{flag} must be a duration like 90s, 30m, 12h or 7d, not {text!r}"
+                           ) from None
+    if not 0 <= value <= 10 * 365 * 86400:  # also refuses inf and nan
+        raise InvalidInput(f"{flag} must be between 0 and ten years, not {text!r}")
+    return value
+
+
+def check_choice(flag: str, value: str, choices: list[str]) -> str:
+    """``value`` if it is one of ``choices``; ``InvalidInput`` naming them else."""
+    if value not in choices:
+        raise InvalidInput(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
+    return value

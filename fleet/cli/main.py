@@ -18,11 +18,13 @@ from typer.exceptions import TyperException
 
 from fleet.cli.common import (
     JsonOpt,
+    check_choice,
     checked_settings,
     console,
     fields_table,
     finish_job,
     load_store,
+    parse_duration,
     print_json,
     table,
     who,
@@ -32,6 +34,7 @@ from fleet.cli.lab import lab_app
 from fleet.cli.plan import plan_app
 from fleet.cli.power import vm_start, vm_stop
 from fleet.core.errors import FleetError, InvalidInput
+from fleet.core.models import JobState
 from fleet.core.names import check_job_id, check_name, parse_name_list
 from fleet.settings import load_settings
 
@@ -182,14 +185,31 @@ def _either(flag: str, yes: bool, no: bool) -> bool | None:
 
 
 @app.command()
-def jobs(as_json: JsonOpt = False) -> None:
-    """List recent jobs, newest first."""
-    from fleet.cli.views import job_row
+def jobs(
+    state: Annotated[list[str] | None, typer.Option(
+        "--state", help="Only jobs in this state (repeatable): pending, running, succeeded,"
+        " failed, cancelled.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only jobs created this long ago or later: 90s, 30m, 12h, 7d.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Rows at most.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """List jobs, newest first, with their age; says how many more match."""
+    import time
 
-    rows = [job_row(j) for j in load_store()[1].list_jobs()]
+    from fleet.cli.views import human_age, job_row
+
+    states = [check_choice("--state", s, [j.value for j in JobState]) for s in state or []]
+    cutoff = time.time() - parse_duration("--since", since) if since else 0.0
+    found, more = load_store()[1].find_jobs(cutoff, states, limit)
+    rows = [job_row(j) for j in found]
     if as_json:
         return print_json(rows)
-    table(rows, ["id", "kind", "state", "target", "requested_by", "error"], "jobs")
+    now = time.time()
+    shown = [{**r, "age": human_age(now - r["created_at"])} for r in rows]
+    table(shown, ["id", "kind", "state", "age", "target", "requested_by", "error"], "jobs")
+    if more:
+        console.print(f"{more} more job(s) match; raise --limit to see them")
     return None
 
 

@@ -134,3 +134,12 @@ def _event_row(event: dict[str, Any]) -> dict[str, Any]:
     return {"time": when.isoformat(timespec="milliseconds"), "kind": event["kind"],
             "job": event["job"], "detail": " ".join(f"{k}={v}" for k, v in detail.items()),
             "data": detail}
+
+
+def human_age(seconds: float) -> str:
+    """``42s``, ``5m``, ``3h``, ``2d``: how long ago, for tables."""
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"

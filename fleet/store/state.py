@@ -222,6 +222,27 @@ class Store(Capacity, JobRecords):
         raws = self.r.mget([self.keys.job(i) for i in ids]) if ids else []
         return [j for j in (load(Job, raw) for raw in raws) if j is not None]
 
+    def find_jobs(self, since: float = 0.0, states: Collection[str] = (), limit: int = 100,
+                  batch: int = 500) -> tuple[list[Job], int]:
+        """Jobs created at or after ``since`` in one of ``states`` (all if empty), newest
+        first: the first ``limit`` of them, and how many more match."""
+        found: list[Job] = []
+        more, start = 0, 0
+        while True:
+            ids = self.r.zrevrangebyscore(self.keys.jobs, "+inf", since, start=start,
+                                          num=batch)
+            if not ids:
+                return found, more
+            raws = self.r.mget([self.keys.job(i) for i in ids])
+            for job in (j for j in (load(Job, raw) for raw in raws) if j is not None):
+                if states and job.state not in states:
+                    continue
+                if len(found) < limit:
+                    found.append(job)
+                else:
+                    more += 1
+            start += batch
+
     def update_job(self, job_id: str, mutate: Callable[[Job], Job | None]) -> Job | None:
         return cas(self.r, self.keys.job(job_id), Job, mutate)
 

@@ -82,6 +82,8 @@ def _written(cluster: Cluster) -> list[str]:
      "--max-downtime-ms"),
     (["host", "drain", "h1", "--dry-run", "--wait"], {}, "exclude each other"),
     (["vm", "policy", "pol-1", "--postcopy", "--no-postcopy"], {}, "exclude each other"),
+    (["jobs", "--state", "done"], {}, "--state must be one of"),
+    (["jobs", "--since", "soon"], {}, "--since must be a duration"),
     (["vm", "policy", "pol-1", "--auto-converge", "--no-auto-converge"], {},
      "exclude each other"),
 ])
@@ -122,6 +124,20 @@ def test_policy_flags_set_and_clear(cluster: Cluster) -> None:
         assert done.returncode == 0, done.stderr
         policy = json.loads(done.stdout)
         assert (policy["allow_postcopy"], policy["allow_auto_converge"]) == expected
+
+
+def test_jobs_show_age_and_say_when_rows_were_left_out(cluster: Cluster) -> None:
+    if cluster.store.find_vm("pol-1") is None:
+        cluster.add_vm("pol-1", "h1")
+    for host in ("h2", "h1", "h2"):
+        assert cluster.fleet("vm", "migrate", "pol-1", "--to", host).returncode == 0
+        wait_for(lambda h=host: cluster.store.get_vm("pol-1").host == h, 60,
+                 f"pol-1 on {host}")
+    done = cluster.fleet("jobs", "--limit", "2", "--since", "1h")
+    assert done.returncode == 0, done.stderr
+    assert "age" in done.stdout and "more job(s) match" in done.stdout
+    rows = json.loads(cluster.fleet("jobs", "--limit", "2", "--json").stdout)
+    assert len(rows) == 2 and rows[0]["created_at"] >= rows[1]["created_at"]
 
 
 def test_a_mistyped_variable_is_named_with_its_likely_meaning(cluster: Cluster) -> None:
