@@ -18,34 +18,32 @@ from typer.exceptions import TyperException
 
 from fleet.cli.common import (
     JsonOpt,
-    check_choice,
     checked_settings,
     console,
     fields_table,
     finish_job,
     load_store,
-    parse_duration,
     print_json,
     table,
     who,
 )
 from fleet.cli.host_cmds import capacity, host_app
+from fleet.cli.job_cmds import job_app, jobs
 from fleet.cli.lab import lab_app
 from fleet.cli.plan import plan_app
 from fleet.cli.power import vm_start, vm_stop
 from fleet.core.errors import FleetError, InvalidInput
-from fleet.core.models import JobState
 from fleet.core.names import check_job_id, check_name, parse_name_list
 from fleet.settings import load_settings
 
 app = typer.Typer(help="Orchestrate a KVM fleet: migrate, drain, fail over.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 vm_app = typer.Typer(help="Act on one VM.", no_args_is_help=True)
-job_app = typer.Typer(help="Inspect and watch jobs.", no_args_is_help=True)
 app.add_typer(vm_app, name="vm")
 vm_app.command("stop")(vm_stop)
 vm_app.command("start")(vm_start)
 app.add_typer(job_app, name="job")
+app.command("jobs")(jobs)
 
 app.add_typer(host_app, name="host")
 app.add_typer(lab_app, name="lab")
@@ -182,67 +180,6 @@ def _either(flag: str, yes: bool, no: bool) -> bool | None:
     if yes and no:
         raise InvalidInput(f"--{flag} and --no-{flag} exclude each other: choose one")
     return True if yes else (False if no else None)
-
-
-@app.command()
-def jobs(
-    state: Annotated[list[str] | None, typer.Option(
-        "--state", help="Only jobs in this state (repeatable): pending, running, succeeded,"
-        " failed, cancelled.")] = None,
-    since: Annotated[str | None, typer.Option(
-        "--since", help="Only jobs created this long ago or later: 90s, 30m, 12h, 7d.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Rows at most.")] = 100,
-    as_json: JsonOpt = False,
-) -> None:
-    """List jobs, newest first, with their age; says how many more match."""
-    import time
-
-    from fleet.cli.views import human_age, job_row
-
-    states = [check_choice("--state", s, [j.value for j in JobState]) for s in state or []]
-    cutoff = time.time() - parse_duration("--since", since) if since else 0.0
-    found, more = load_store()[1].find_jobs(cutoff, states, limit)
-    rows = [job_row(j) for j in found]
-    if as_json:
-        return print_json(rows)
-    now = time.time()
-    shown = [{**r, "age": human_age(now - r["created_at"])} for r in rows]
-    table(shown, ["id", "kind", "state", "age", "target", "requested_by", "error"], "jobs")
-    if more:
-        console.print(f"{more} more job(s) match; raise --limit to see them")
-    return None
-
-
-@job_app.command("show")
-def job_show(job_id: str, as_json: JsonOpt = False) -> None:
-    """A job with its moves: state, progress, errors, timestamps."""
-    from fleet.cli.views import job_detail
-    from fleet.cli.watch import summary_table
-
-    _, store = load_store()
-    job = store.get_job(check_job_id(job_id))
-    if as_json:
-        return print_json(job_detail(store, job))
-    console.print(summary_table(store, job))
-    return None
-
-
-@job_app.command("cancel")
-def job_cancel(job_id: str) -> None:
-    """Cancel a job: no new moves start; running migrations abort, VMs stay put."""
-    from tasks.submit import submit_cancel
-
-    _, store = load_store()
-    submit_cancel(store, check_job_id(job_id), who())
-    typer.echo(f"cancelling {job_id}")
-
-
-@job_app.command("watch")
-def job_watch(job_id: str, as_json: JsonOpt = False) -> None:
-    """Live progress of a job until it ends; exit 1 if it failed."""
-    _, store = load_store()
-    store.get_job(check_job_id(job_id))
-    finish_job(store, job_id, as_json)
 
 
 @app.command()
