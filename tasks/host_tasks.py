@@ -16,6 +16,10 @@ from workers.runner import MigrationRunner
 from workers.vmpower import PowerResult, start_in_place, start_vm, stop_vm
 
 
+class MoveNotDone(Exception):
+    """The migration task ended its move failed or cancelled; the message says why."""
+
+
 def _publisher(task: Task) -> Any:
     def publish(move: Move, progress: Progress) -> None:
         meta = {"move": move.id, "vm": move.vm, "source": move.source,
@@ -27,6 +31,7 @@ def _publisher(task: Task) -> Any:
 
 
 @app.task(name="fleet.vm.migrate", bind=True, autoretry_for=(redis.ConnectionError,),
+          throws=(MoveNotDone,),
           retry_backoff=True, max_retries=5)
 def migrate_vm(self: Task, move_id: str, vm: str, source: str, destination: str,
                job_id: str) -> dict[str, str]:
@@ -37,6 +42,8 @@ def migrate_vm(self: Task, move_id: str, vm: str, source: str, destination: str,
                              task_id=str(self.request.id or ""))
     outcome = runner.run(move_id)
     app.send_task("fleet.job.advance", kwargs={"job_id": job_id})
+    if outcome.not_done:  # Flower and the result backend show FAILURE with the reason
+        raise MoveNotDone(f"{vm} {source} -> {destination} {outcome.state}: {outcome.detail}")
     return asdict(outcome)
 
 

@@ -24,3 +24,6 @@ def route_task(name: str, args: Any, kwargs: dict[str, Any], options: Any,
             raise ValueError(f"{name} needs a {key} host to be routed")
         return {"queue": host_queue(str(host))}
     return {"queue": CONTROL_QUEUE}
+
+FLOWER_COLUMNS = "--tasks_columns=name,uuid,state,kwargs,result,received,runtime,worker"
+"""Flower's task list shows what each task is about (VM, hosts, job) and its outcome."""

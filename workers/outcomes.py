@@ -30,6 +30,14 @@ class Outcome:
     move_id: str
     state: str
     detail: str = ""
+    ran: bool = True  # False: another run held (or had finished) the move; nothing done
+
+    @property
+    def not_done(self) -> bool:
+        """This run did not move the VM: the move failed, was cancelled, or goes back to
+        the controller to be placed elsewhere (``pending``)."""
+        return self.ran and self.state in (MoveState.FAILED.value, MoveState.CANCELLED.value,
+                                           MoveState.PENDING.value)
 
 
 def settler(store: Store, move: Move, settings: Settings,

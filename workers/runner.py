@@ -112,7 +112,7 @@ class MigrationRunner:
         if move is None:
             current = self.store.find_move(move_id)
             state = current.state if current else "missing"
-            return Outcome(move_id, state, "not claimed: already taken or finished")
+            return Outcome(move_id, state, "not claimed: already taken or finished", ran=False)
         try:
             return self._run_claimed(move)
         except Settled as settled:

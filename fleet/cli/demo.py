@@ -21,6 +21,7 @@ from fleet.cli.processes import Processes, free_port, wait_for
 from fleet.core.models import VM, Host
 from fleet.settings import Settings
 from fleet.store import Store, redis_answers
+from tasks.routing import FLOWER_COLUMNS
 
 MAX_AGENTS = 8
 DEMO_VMS = [("web-1", 2, 4096, 120.0), ("web-2", 2, 2048, 40.0), ("db-1", 4, 8192, 200.0)]
@@ -58,7 +59,7 @@ def _start(procs: Processes, env: dict[str, str], names: list[str], flower_port:
     procs.fleet("controller", ["controller"], env)
     procs.spawn("flower", [
         sys.executable, "-m", "celery", "-A", "tasks.app:app", "flower",
-        f"--port={flower_port}", "--address=127.0.0.1",
+        f"--port={flower_port}", "--address=127.0.0.1", FLOWER_COLUMNS,
         f"--basic-auth={settings.flower_user}:{settings.flower_password}"], env)
 
 

@@ -21,6 +21,7 @@ from fleet.lab.hosts import nsenter
 from fleet.lab.procs import LabError, alive, spawn, wait_until
 from fleet.lab.state import LabState
 from fleet.store import Store, redis_answers
+from tasks.routing import FLOWER_COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,6 +109,6 @@ def flower_argv(cfg: LabConfig) -> list[str]:
     """Flower on loopback with basic auth (FLEET_FLOWER_USER / FLEET_FLOWER_PASSWORD)."""
     user = os.environ.get("FLEET_FLOWER_USER", "fleet")
     password = os.environ.get("FLEET_FLOWER_PASSWORD", "fleet")
-    return [sys.executable, "-m", "celery", "-A", "tasks.app:app", "flower",
+    return [sys.executable, "-m", "celery", "-A", "tasks.app:app", "flower", FLOWER_COLUMNS,
             f"--port={cfg.flower_port}", "--address=127.0.0.1",
             f"--basic-auth={user}:{password}"]

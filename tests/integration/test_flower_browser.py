@@ -25,6 +25,7 @@ import pytest
 
 from fleet.cli.flower import FlowerClient, basic_auth
 from fleet.cli.processes import free_port, wait_for
+from tasks.routing import FLOWER_COLUMNS
 from tests.conftest import require
 from tests.integration.conftest import Cluster
 
@@ -47,7 +48,7 @@ def flower(cluster: Cluster) -> FlowerClient:
     client = FlowerClient(free_port(), USER, PASSWORD)
     port = client.port
     cluster.procs.spawn("flower", [
-        sys.executable, "-m", "celery", "-A", "tasks.app:app", "flower",
+        sys.executable, "-m", "celery", "-A", "tasks.app:app", "flower", FLOWER_COLUMNS,
         f"--port={port}", "--address=127.0.0.1", f"--basic-auth={USER}:{PASSWORD}"],
         cluster.env)
     # Flower only knows tasks whose events it received: wait until its event receiver has
@@ -163,6 +164,43 @@ def test_flower_shows_a_running_migration_live(cluster: Cluster, flower: FlowerC
     wait_for(lambda: any(t["uuid"] == task["uuid"] and t["state"] == "SUCCESS"
                          for t in flower.tasks("fleet.vm.migrate")), 30,
              "Flower to show the migration's success")
+
+
+def test_a_failed_migration_is_a_failure_in_flower(cluster: Cluster, flower: FlowerClient,
+                                                  browser: Any) -> None:
+    """The destination fails before the switch-over and the operator named it (--to): the
+    run gives the move back to the controller, which has nowhere else to put it. Flower
+    lists the task as FAILURE with the VM and the reason."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from workers.hypervisors.sim import FAIL_BEFORE_SWITCHOVER
+
+    cluster.add_vm("flower-3", "h1", memory_mib=1024, dirty=20)
+    cluster.sim("h1").inject(FAIL_BEFORE_SWITCHOVER, 1)
+    done = cluster.fleet("vm", "migrate", "flower-3", "--to", "h2", "--wait", "--json")
+    cluster.sim("h1").clear_faults()
+    assert done.returncode == 1 and json.loads(done.stdout)["state"] == "failed", done.stdout
+
+    def failed() -> list[dict[str, Any]]:
+        return [t for t in flower.tasks("fleet.vm.migrate") if "'flower-3'" in str(t.get("kwargs"))
+                and t.get("state") == "FAILURE"]
+
+    wait_for(lambda: bool(failed()), 30, "Flower to list the failed migration as FAILURE")
+    task = failed()[0]
+    assert "flower-3 h1 -> h2 pending" in str(task.get("exception") or task.get("result")), task
+    browser.get(f"http://127.0.0.1:{flower.port}/tasks")
+
+    def rows(driver: Any) -> list[str]:
+        found = driver.find_elements(By.CSS_SELECTOR, "table#tasks-table tbody tr")
+        return [r.text for r in found if task["uuid"] in r.text]
+
+    WebDriverWait(browser, 30, poll_frequency=0.2).until(rows)
+    time.sleep(0.3)
+    ARTIFACTS.mkdir(exist_ok=True)
+    _keep(browser, "flower-tasks-failed")
+    row = rows(browser)[0]
+    assert "FAILURE" in row and "flower-3" in row, row
 
 
 def _keep(browser: Any, name: str) -> None:
