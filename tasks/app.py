@@ -21,7 +21,6 @@ from tasks.routing import CONTROL_QUEUE, route_task
 TASK_MODULES = ["tasks.host_tasks", "tasks.control_tasks", "tasks.failover_tasks"]
 
 
-
 def celery_config(settings: Settings) -> dict[str, object]:
     transport = {
         "visibility_timeout": settings.visibility_timeout_s,
