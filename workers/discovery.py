@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fleet.core.domainfacts import DomainFacts, needs, read_domain
+from fleet.core.domainfacts import DomainFacts, read_domain, take_definition
 from fleet.core.errors import InvalidInput
 from fleet.core.hypervisor import STOPPED_DOMAIN, DomainInfo, DomainState, Hypervisor
 from fleet.core.hypervisor import HypervisorError as HvError
@@ -51,12 +51,12 @@ def record_from(facts: DomainFacts, info: DomainInfo, host: str, xml: str) -> VM
     """A VM record for a domain fleet has never seen."""
     attrs = facts.attrs
     state = VMState.STOPPED if info.state in STOPPED_DOMAIN else VMState.RUNNING
-    return VM(name=info.name, uuid=info.uuid, host=host, vcpus=facts.vcpus or info.vcpus,
-              memory_mib=facts.memory_mib or info.memory_mib, state=state.value,
-              ha=attrs.get("ha", "") in ("yes", "true", "1"),
-              priority=_int(attrs.get("priority", "0")), group=attrs.get("group", ""),
-              rule=attrs.get("rule", ""), definition=xml, devices=facts.devices(),
-              needs=needs(facts), definition_version=1)
+    vm = VM(name=info.name, uuid=info.uuid, host=host, vcpus=info.vcpus,
+            memory_mib=info.memory_mib, state=state.value,
+            ha=attrs.get("ha", "") in ("yes", "true", "1"),
+            priority=_int(attrs.get("priority", "0")), group=attrs.get("group", ""),
+            rule=attrs.get("rule", ""), definition_version=1)
+    return take_definition(vm, xml, facts)
 
 
 def _int(text: str) -> int:
@@ -142,20 +142,27 @@ class Discovery:
         return self.store.lock_owner(info.name) is None
 
     # -- adoption --------------------------------------------------------------------
-    def _facts(self, name: str) -> tuple[DomainFacts, str] | None:
+    def _definition(self, name: str) -> str:
+        """The domain's definition as libvirt has it now ("" if it cannot be read)."""
         try:
-            xml = self.hv.definition(name)
-            return (read_domain(xml, self.shared), xml) if xml else None
-        except (HvError, InvalidInput) as exc:
+            return self.hv.definition(name)
+        except HvError as exc:
+            log.warning("cannot read the definition of %s on %s: %s", name, self.host, exc)
+            return ""
+
+    def _read(self, name: str, xml: str) -> DomainFacts | None:
+        try:
+            return read_domain(xml, self.shared)
+        except InvalidInput as exc:
             log.warning("cannot read the definition of %s on %s: %s", name, self.host, exc)
             return None
 
     def _adopt(self, info: DomainInfo) -> str | None:
         if info.state not in (*STOPPED_DOMAIN, DomainState.RUNNING):
             return None  # paused: an incoming migration, or an operator's pause
-        read = self._facts(info.name)
-        facts = read[0] if read else DomainFacts(info.name, info.uuid, info.vcpus,
-                                                 info.memory_mib)
+        xml = self._definition(info.name)
+        facts = (self._read(info.name, xml) if xml else None) or DomainFacts(
+            info.name, info.uuid, info.vcpus, info.memory_mib)
         twin = next((v for v in self.store.list_vms() if v.uuid == info.uuid), None)
         if twin is not None and twin.name == info.name:
             return None  # its record was written meanwhile (fleet created it)
@@ -163,7 +170,7 @@ class Discovery:
             self._alert("uuid_conflict", info.uuid, f"UUID {info.uuid} is {info.name} on "
                         f"{self.host} and {twin.name} on {twin.host}")
             return None
-        vm = record_from(facts, info, self.host, read[1] if read else "")
+        vm = record_from(facts, info, self.host, xml)
         if not self.store.add_vm(vm):
             return None
         self._observed(vm, "adopted", state=vm.state)
@@ -183,6 +190,7 @@ class Discovery:
             now, was, change = VMState.STOPPED.value, VMState.RUNNING.value, "stopped"
         else:
             return None
+
         def mutate(current: VM) -> VM | None:
             if current.host != self.host or current.state != was \
                     or (current.ha and now == VMState.STOPPED.value):
@@ -197,19 +205,18 @@ class Discovery:
 
     def _refresh(self, vm: VM) -> str | None:
         self._absent.pop(vm.name, None)
-        read = self._facts(vm.name)
-        if read is None or read[1] == vm.definition:
+        xml = self._definition(vm.name)
+        if not xml or xml == vm.definition:  # the usual case: nothing to parse
             return None
-        facts, xml = read
+        facts = self._read(vm.name, xml)
+        if facts is None:
+            return None
         old_size = (vm.vcpus, vm.memory_mib, vm.devices, vm.needs)
 
         def mutate(current: VM) -> VM | None:
             if current.host != self.host or current.version != vm.version:
                 return None
-            current.definition, current.devices = xml, facts.devices()
-            current.needs = needs(facts)
-            current.vcpus = facts.vcpus or current.vcpus
-            current.memory_mib = facts.memory_mib or current.memory_mib
+            take_definition(current, xml, facts)
             current.definition_version += 1
             return current
 

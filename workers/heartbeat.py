@@ -33,20 +33,28 @@ def beat_once(store: Store, hv: Hypervisor, agent_id: str, ttl_s: float) -> None
 
 @dataclass
 class Ticker:
-    """Runs ``action`` every ``interval_s`` in a daemon thread until stopped."""
+    """Runs ``action`` every ``interval_s`` in a daemon thread until stopped; ``poke``
+    runs it at once, and ``pause`` (if given) says how long to wait after each round."""
 
     name: str
     interval_s: float
     action: Callable[[], object]
+    pause: Callable[[], float] | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
+    _poked: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
         thread.start()
         return thread
 
+    def poke(self) -> None:
+        """Run the next round now (safe from any thread; never blocks)."""
+        self._poked.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._poked.set()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -54,4 +62,5 @@ class Ticker:
                 self.action()
             except Exception:  # a ticker must outlive one bad round
                 log.exception("%s failed", self.name)
-            self._stop.wait(self.interval_s)
+            self._poked.wait(self.interval_s if self.pause is None else self.pause())
+            self._poked.clear()

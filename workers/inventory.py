@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fleet.core.domainfacts import needs, read_domain, vm_attrs, with_metadata
+from fleet.core.domainfacts import read_domain, take_definition, vm_attrs, with_metadata
 from fleet.core.errors import InvalidInput
 from fleet.core.hypervisor import (
     STOPPED_DOMAIN,
@@ -26,10 +26,8 @@ def create_vm(store: Store, hv: Hypervisor, vm: VM) -> VM:
     if store.find_vm(vm.name) is not None:
         raise InvalidInput(f"VM {vm.name} already exists")
     if vm.definition:
-        vm.definition = with_metadata(vm.definition,
-                                      vm_attrs(vm.ha, vm.priority, vm.group, vm.rule))
-        facts = read_domain(vm.definition)
-        vm.devices, vm.needs = facts.devices(), needs(facts)
+        xml = with_metadata(vm.definition, vm_attrs(vm.ha, vm.priority, vm.group, vm.rule))
+        take_definition(vm, xml, read_domain(xml))
     hv.start(DomainSpec.of(vm))
     vm.host, vm.state = hv.host, VMState.RUNNING.value
     store.put_vm(vm)

@@ -22,6 +22,7 @@ from fleet.core.hypervisor import Hypervisor, HypervisorError
 from fleet.settings import Settings
 from fleet.store import Store
 from workers.discovery import Discovery
+from workers.heartbeat import Ticker
 from workers.hostfacts import Registration, publish_host
 from workers.inventory import Locate
 
@@ -54,24 +55,24 @@ class HostWatcher:
     registration: Registration
     locate: Locate
     scan_domains: bool = True
-    _woken: threading.Event = field(default_factory=threading.Event)
     _named: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _facts_at: float = -1e9
     _scanned_at: float = -1e9
-    _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         s = self.settings
         self.discovery = Discovery(
             self.store, self.hv, self.locate, shared=(*s.shared_storage, *shared_mounts()),
             gone_after_s=s.inventory_gone_after_s, fresh_s=s.heartbeat_ttl_s)
+        self.ticker = Ticker(f"watch-{self.hv.host}", s.inventory_interval_s, self.round,
+                             pause=self._pause)
 
     def wake(self, name: str) -> None:
         """A lifecycle event named ``name`` (libvirt's event thread: must not block)."""
         with self._lock:
             self._named.add(name)
-        self._woken.set()
+        self.ticker.poke()
 
     def start(self) -> threading.Thread:
         if self.scan_domains:
@@ -79,25 +80,12 @@ class HostWatcher:
                 self.hv.watch(self.wake)
             except HypervisorError as exc:  # the periodic scan still runs
                 log.warning("no lifecycle events from %s: %s", self.hv.host, exc)
-        thread = threading.Thread(target=self._loop, name=f"watch-{self.hv.host}",
-                                  daemon=True)
-        thread.start()
-        return thread
+        return self.ticker.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._woken.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.round()
-            except Exception:  # the watch must outlive one bad round
-                log.exception("watch of %s failed", self.hv.host)
-            soon = min(FLUX_RELOOK_S, self.settings.inventory_interval_s)
-            self._woken.wait(soon if self.discovery.in_flux else
-                             self.settings.inventory_interval_s)
-            self._woken.clear()
+    def _pause(self) -> float:
+        """Half a second while a domain is in a migration here, else the interval."""
+        interval = self.settings.inventory_interval_s
+        return min(FLUX_RELOOK_S, interval) if self.discovery.in_flux else interval
 
     def round(self) -> None:
         """Register or refresh the host if due, then look at named domains or all."""

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fleet.core.errors import InvalidInput
+from fleet.core.models import VM
 
 FLEET_NS = "https://fleet.dev/xmlns/vm/1"
 """Namespace of fleet's element in a domain's ``<metadata>``."""
@@ -79,17 +80,20 @@ def _text(node: ET.Element | None, default: str = "") -> str:
     return (node.text or "").strip() if node is not None else default
 
 
-def _kib(node: ET.Element | None) -> int:
-    if node is None:
-        return 0
-    units = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "kb": 1000 / 1024,
-             "m": 1024, "mib": 1024, "mb": 1000**2 / 1024, "g": 1024**2, "gib": 1024**2,
-             "gb": 1000**3 / 1024}
-    unit = node.get("unit", "KiB").lower()
+_UNITS = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "kb": 1000 / 1024,
+          "m": 1024, "mib": 1024, "mb": 1000**2 / 1024, "g": 1024**2, "gib": 1024**2,
+          "gb": 1000**3 / 1024}
+
+
+def _to_kib(value: str, unit: str) -> int:
     try:
-        return round(float(_text(node)) * units.get(unit, 1))
+        return round(float(value) * _UNITS.get(unit.lower(), 1))
     except ValueError:
         return 0
+
+
+def _kib(node: ET.Element | None) -> int:
+    return 0 if node is None else _to_kib(_text(node), node.get("unit", "KiB"))
 
 
 def _backing(disk: ET.Element) -> tuple[str, ...]:
@@ -182,11 +186,7 @@ def read_domain(xml: str, shared_prefixes: tuple[str, ...] = ()) -> DomainFacts:
 
 
 def _kib_page(page: ET.Element | None) -> int:
-    if page is None:
-        return 0
-    fake = ET.Element("size", unit=page.get("unit", "KiB"))
-    fake.text = page.get("size", "0")
-    return _kib(fake)
+    return 0 if page is None else _to_kib(page.get("size", "0"), page.get("unit", "KiB"))
 
 
 def needs(facts: DomainFacts) -> list[str]:
@@ -218,6 +218,15 @@ def vm_attrs(ha: bool, priority: int, group: str, rule: str) -> dict[str, str]:
     """fleet's attributes of a VM as its metadata element carries them."""
     attrs = {"ha": "yes" if ha else "no", "priority": str(priority)}
     return attrs | {k: v for k, v in (("group", group), ("rule", rule)) if v}
+
+
+def take_definition(vm: VM, xml: str, facts: DomainFacts) -> VM:
+    """``vm`` with ``xml`` as its stored definition and what it says: size, devices,
+    needs (``facts`` is ``read_domain(xml)``)."""
+    vm.definition, vm.devices, vm.needs = xml, facts.devices(), needs(facts)
+    vm.vcpus = facts.vcpus or vm.vcpus
+    vm.memory_mib = facts.memory_mib or vm.memory_mib
+    return vm
 
 
 def metadata_xml(attrs: dict[str, str]) -> str:
