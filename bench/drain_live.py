@@ -83,11 +83,11 @@ def _compare(store: Store, inv: Inventory, source: str, repeat: int) -> None:
         vm = rng.choice(others)  # live churn: one VM record changes between plans
         store.update_vm(vm.name, priority=rng.randint(0, 9))
         t0 = time.perf_counter()
-        plan = plan_drain(kept.get(), source, 2)
+        plan = plan_drain(kept.get(), [source], 2)
         kept_s.append(time.perf_counter() - t0)
     for _ in range(max(5, repeat // 5)):
         t0 = time.perf_counter()
-        plan_drain(fleet_state(store, config), source, 2)
+        plan_drain(fleet_state(store, config), [source], 2)
         fresh_s.append(time.perf_counter() - t0)
     nova_build, nova_plan = [], []
     for _ in range(max(5, repeat // 5)):

@@ -7,16 +7,23 @@ job the controller's sweeper can see, never a VM moved without a record. A VM's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 
 from fleet.core.errors import Conflict, FleetError, InvalidInput
-from fleet.core.models import HostState, JobKind, Move
+from fleet.core.models import HostState, Job, JobKind, Move
 from fleet.core.names import check_name
 from fleet.store import Store
 from tasks.app import app
-from workers.drain import create_drain, create_return, running_drain, start_maintenance
+from workers.drain import (
+    create_drain,
+    create_return,
+    drained_hosts,
+    running_drain,
+    start_maintenance,
+)
 from workers.vmpower import POWERABLE
 
 
@@ -45,34 +52,52 @@ def submit_migration(store: Store, vm_name: str, to: str | None, requested_by: s
     return job.id, True
 
 
-def submit_drain(store: Store, host: str, concurrency: int, requested_by: str,
+def submit_drain(store: Store, hosts: Sequence[str], concurrency: int, requested_by: str,
                  ) -> tuple[str, bool]:
-    """Put ``host`` in maintenance and start draining it; returns (job id, created).
+    """Put ``hosts`` in maintenance and start draining them together; returns (job id,
+    created).
 
-    The controller plans the drain on its kept placement state when the job starts.
-    A second drain of the same host returns the running job.
+    The controller plans the drain on its kept placement state when the job starts, and
+    no VM goes to a host of the same drain. Asking again for the hosts of a running drain
+    returns it; a host already draining in another job is refused (nothing written).
     """
-    check_name("host", host)
-    store.get_host(host)
-    running = running_drain(store, host)
-    if running is not None:
-        return running.id, False
-    refuse_hopeless_drain(store, host)
-    start_maintenance(store, host)
-    job = create_drain(store, host, concurrency, requested_by)
+    wanted = list(dict.fromkeys(check_name("host", h) for h in hosts))
+    if not wanted:
+        raise InvalidInput("name at least one host to drain")
+    for host in wanted:
+        store.get_host(host)
+    running = {h: job for h in wanted if (job := running_drain(store, h)) is not None}
+    if running:
+        return _same_drain(wanted, running)
+    refuse_hopeless_drain(store, wanted)
+    start_maintenance(store, wanted)
+    job = create_drain(store, wanted, concurrency, requested_by)
     app.send_task("fleet.job.start", kwargs={"job_id": job.id})
     return job.id, True
 
 
-def refuse_hopeless_drain(store: Store, host: str) -> None:
-    """``InvalidInput`` (nothing written) if ``host`` holds VMs and no other host is
+def _same_drain(wanted: list[str], running: dict[str, Job]) -> tuple[str, bool]:
+    """The running drain of exactly ``wanted``, or ``InvalidInput`` naming the overlap."""
+    jobs = {job.id: job for job in running.values()}
+    if len(jobs) == 1:
+        job = next(iter(jobs.values()))
+        if set(drained_hosts(job)) == set(wanted):
+            return job.id, False
+    host, job = next(iter(running.items()))
+    raise InvalidInput(f"host {host} is already draining in job {job.id} (hosts "
+                       f"{job.target}); wait for it or cancel it; nothing was changed")
+
+
+def refuse_hopeless_drain(store: Store, hosts: Sequence[str]) -> None:
+    """``InvalidInput`` (nothing written) if ``hosts`` hold VMs and no other host is
     active with a live agent to receive them."""
-    held = sum(1 for vm in store.list_vms() if vm.host == host)
-    receivers = [h.name for h in store.list_hosts() if h.name != host
+    held = sum(1 for vm in store.list_vms() if vm.host in hosts)
+    receivers = [h.name for h in store.list_hosts() if h.name not in hosts
                  and h.state == HostState.ACTIVE.value and store.heartbeat(h.name)]
     if held and not receivers:
-        raise InvalidInput(f"cannot drain {host}: no other host is active with a live agent"
-                           f" to receive its {held} VM(s); nothing was changed")
+        names = ", ".join(hosts)
+        raise InvalidInput(f"cannot drain {names}: no other host is active with a live agent"
+                           f" to receive {held} VM(s); nothing was changed")
 
 
 def submit_return(store: Store, host: str, concurrency: int, requested_by: str) -> str | None:

@@ -1,4 +1,5 @@
-"""Host drains: plan every VM of a host together, run the plan as one job, bring VMs back.
+"""Host drains: plan the VMs of one or several hosts together, run the plan as one job,
+bring VMs back.
 
 The plan comes from the pure evacuation planner on a snapshot of the store (hosts, VMs,
 in-flight claims). Each planned destination is only a proposal: the controller reserves
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
 from fleet.core.errors import InvalidInput
 from fleet.core.evacuation import EvacuationPlan, plan_evacuation
@@ -32,10 +34,16 @@ def fleet_state(store: Store, config: PlacementConfig) -> FleetState:
     return build(store, config)[0]
 
 
-def plan_drain(st: FleetState, host: str, concurrency: int) -> EvacuationPlan:
-    """The plan for emptying ``host`` on the placement state ``st`` (left unchanged)."""
-    return plan_evacuation(st, [host], max_per_source=concurrency,
+def plan_drain(st: FleetState, hosts: Sequence[str], concurrency: int) -> EvacuationPlan:
+    """The plan for emptying ``hosts`` together on the placement state ``st`` (left
+    unchanged): no VM goes to a host of the drain."""
+    return plan_evacuation(st, hosts, max_per_source=concurrency,
                            max_per_destination=max(1, concurrency))
+
+
+def drained_hosts(job: Job) -> list[str]:
+    """The hosts a drain job empties (its target names them, comma-separated)."""
+    return [h for h in job.target.split(",") if h]
 
 
 def running_drain(store: Store, host: str) -> Job | None:
@@ -44,11 +52,14 @@ def running_drain(store: Store, host: str) -> Job | None:
     return job if job is not None and not job.terminal else None
 
 
-def create_drain(store: Store, host: str, concurrency: int, requested_by: str) -> Job:
-    """Write the drain job; the controller plans it when it starts (``fill_drain``)."""
-    job = store.create_move_job(JobKind.DRAIN, requested_by, [], target=host,
+def create_drain(store: Store, hosts: Sequence[str], concurrency: int, requested_by: str,
+                 ) -> Job:
+    """Write the drain job of ``hosts``; the controller plans it when it starts
+    (``fill_drain``)."""
+    job = store.create_move_job(JobKind.DRAIN, requested_by, [], target=",".join(hosts),
                                 concurrency=concurrency)
-    store.set_drain_job(host, job.id)
+    for host in hosts:
+        store.set_drain_job(host, job.id)
     return job
 
 
@@ -60,9 +71,9 @@ def fill_drain(store: Store, job: Job, plan: EvacuationPlan, plan_ms: float) -> 
     """Give a drain job its moves: planned ones in wave order, then the VMs that fit
     nowhere as failed moves carrying the reasons."""
     reasons = {u.vm: "; ".join(u.reasons) or "no host can take it" for u in plan.unplaced}
-    moves = [Move("", "", m.vm, job.target, planned=m.destination) for m in plan.moves]
-    moves += [Move("", "", vm, job.target, state=MoveState.FAILED.value,
-                   error=f"fits nowhere: {why}") for vm, why in reasons.items()]
+    moves = [Move("", "", m.vm, m.source, planned=m.destination) for m in plan.moves]
+    moves += [Move("", "", u.vm, u.source, state=MoveState.FAILED.value,
+                   error=f"fits nowhere: {reasons[u.vm]}") for u in plan.unplaced]
     store.add_moves(job.id, moves)
 
     def mark(current: Job) -> Job:
@@ -75,11 +86,16 @@ def fill_drain(store: Store, job: Job, plan: EvacuationPlan, plan_ms: float) -> 
                strategy=plan.strategy, plan_ms=round(plan_ms, 3))
 
 
-def start_maintenance(store: Store, host: str) -> None:
-    current = store.get_host(host)
-    if current.state not in (HostState.ACTIVE.value, HostState.MAINTENANCE.value):
-        raise InvalidInput(f"host {host} is {current.state}; only active hosts can be drained")
-    store.set_host_state(host, HostState.MAINTENANCE.value)
+def start_maintenance(store: Store, hosts: Sequence[str]) -> None:
+    """Put every one of ``hosts`` in maintenance, or none (``InvalidInput`` naming the
+    first host that is neither active nor in maintenance)."""
+    for host in hosts:
+        current = store.get_host(host)
+        if current.state not in (HostState.ACTIVE.value, HostState.MAINTENANCE.value):
+            raise InvalidInput(f"host {host} is {current.state}; only active hosts can be"
+                               " drained")
+    for host in hosts:
+        store.set_host_state(host, HostState.MAINTENANCE.value)
 
 
 def returning_vms(store: Store, host: str) -> list[VM]:
@@ -87,7 +103,8 @@ def returning_vms(store: Store, host: str) -> list[VM]:
     job = store.drain_job(host)
     if job is None:
         return []
-    moved = [m.vm for m in store.job_moves(job) if m.state == MoveState.SUCCEEDED.value]
+    moved = [m.vm for m in store.job_moves(job)
+             if m.state == MoveState.SUCCEEDED.value and m.source == host]
     found = [store.find_vm(name) for name in moved]
     return [vm for vm in found if vm is not None and vm.host != host
             and store.owning_job(vm.name) is None]
@@ -114,24 +131,24 @@ class DrainPlanner:
     def __call__(self, job: Job) -> None:
         with self._lock:
             started = time.perf_counter()
-            plan = plan_drain(self.kept.get(), job.target, job.concurrency)
+            plan = plan_drain(self.kept.get(), drained_hosts(job), job.concurrency)
             took_ms = (time.perf_counter() - started) * 1000
         fill_drain(self.store, job, plan, took_ms)
 
 
 def catch_up(store: Store, job: Job, moves: list[Move]) -> list[Move] | None:
     """What a drain whose moves all ended still has to do before it may end: None while
-    a move of another job is still bringing a VM onto the drained host (wait for it);
-    else moves added for VMs found on the host that this drain has not tried yet (they
-    arrived while it ran), which may be none."""
-    host = job.target
-    if any(m.destination == host for m in store.active_moves()):
+    a move of another job is still bringing a VM onto a drained host (wait for it);
+    else moves added for VMs found on those hosts that this drain has not tried yet
+    (they arrived while it ran), which may be none."""
+    hosts = set(drained_hosts(job))
+    if any(m.destination in hosts for m in store.active_moves()):
         return None
     tried = {m.vm for m in moves}
-    found = [vm for vm in store.list_vms() if vm.host == host and vm.name not in tried
+    found = [vm for vm in store.list_vms() if vm.host in hosts and vm.name not in tried
              and vm.state != VMState.DOWN.value and store.lock_owner(vm.name) is None]
     if not found:
         return []
-    added = store.add_moves(job.id, [Move("", "", vm.name, host) for vm in found])
+    added = store.add_moves(job.id, [Move("", "", vm.name, vm.host) for vm in found])
     store.emit(job.id, "job.caught_up", vms=[vm.name for vm in found])
     return added

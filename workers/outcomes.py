@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fleet.core.errors import FleetError
 from fleet.core.models import Move, MoveState, VMState
@@ -96,7 +97,8 @@ def commit(store: Store, move: Move, host: str, vm_state: str = "running") -> Ou
         store.emit(move.job_id, "alert", alert="record_conflict", subject=move.vm,
                    message=f"{move.vm} moved to {host} but is recorded on"
                            f" {current.host if current else '?'}")
-    done = store.advance_move(move.id, move.token, MoveState.SUCCEEDED.value, error="")
+    done = store.advance_move(move.id, move.token, MoveState.SUCCEEDED.value, error="",
+                              progress=completed(held.progress))
     if done is None:
         return _lost(store, move)
     record_finished(store, done, MoveState.SUCCEEDED.value)
@@ -104,6 +106,16 @@ def commit(store: Store, move: Move, host: str, vm_state: str = "running") -> Ou
     store.release_vm(move.vm, move.id)
     where = "runs on" if vm_state == "running" else f"is {vm_state} on"
     return Outcome(move.id, MoveState.SUCCEEDED.value, f"{move.vm} {where} {host}")
+
+
+def completed(progress: dict[str, Any]) -> dict[str, Any]:
+    """A succeeded move's last progress sample as its final one: 100 %, nothing left;
+    the data moved and the downtime stay as last sampled."""
+    done = {**progress, "percent": 100.0}
+    for key in ("remaining_mib", "eta_s"):
+        if key in done:
+            done[key] = 0.0
+    return done
 
 
 def settle_failed(store: Store, move: Move, reason: str, vm_state: str | None = None,

@@ -65,13 +65,9 @@ def rows_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
 
 def _cell(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    if isinstance(value, dict):
-        return " ".join(f"{k}={v}" for k, v in value.items())
-    return "" if value is None else str(value)
+    from fleet.cli.human import human_value
+
+    return human_value(value)
 
 
 def fields_table(title: str, record: dict[str, Any]) -> None:
@@ -79,8 +75,11 @@ def fields_table(title: str, record: dict[str, Any]) -> None:
     rows_table(title, ["field", "value"], [[k, v] for k, v in record.items()])
 
 
-def finish_job(store: Store, job_id: str, as_json: bool) -> None:
-    """Watch a job to its end; exit 1 unless it succeeded."""
+def finish_job(store: Store, job_id: str, as_json: bool, cancel_on_interrupt: bool = False,
+               ) -> None:
+    """Watch a job to its end; exit 1 unless it succeeded. Ctrl-C leaves the job running
+    and says how to follow or cancel it, or with ``cancel_on_interrupt`` cancels it (its
+    running migrations abort, VMs stay where they run) and waits for it to end."""
     from fleet.cli.views import job_detail
     from fleet.cli.watch import summary_table, watch_job
 
@@ -89,6 +88,8 @@ def finish_job(store: Store, job_id: str, as_json: bool) -> None:
     try:
         job = watch_job(store, job_id, quiet)
     except KeyboardInterrupt:
+        if cancel_on_interrupt:
+            _cancel_after_interrupt(store, job_id)
         sys.stderr.write(f"fleet: interrupted: job {job_id} goes on; `fleet job watch {job_id}`"
                          f" follows it, `fleet job cancel {job_id}` stops it\n")
         raise typer.Exit(130) from None
@@ -98,6 +99,36 @@ def finish_job(store: Store, job_id: str, as_json: bool) -> None:
         console.print(summary_table(store, job))
     if job.state != "succeeded":
         raise typer.Exit(1)
+
+
+def _cancel_after_interrupt(store: Store, job_id: str, wait_s: float = 60.0) -> None:
+    """Cancel ``job_id`` and wait up to ``wait_s`` for it to end; a second Ctrl-C stops
+    waiting (the cancel stands). Exits 130 once the job ended."""
+    import time
+
+    from tasks.submit import submit_cancel
+
+    sys.stderr.write(f"fleet: interrupted: cancelling job {job_id}; running migrations"
+                     " abort and their VMs stay where they run\n")
+    try:
+        submit_cancel(store, job_id, who())
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            job = store.get_job(job_id)
+            if job.terminal:
+                sys.stderr.write(f"fleet: job {job_id} {job.state}\n")
+                raise typer.Exit(130)
+            time.sleep(0.2)
+    except (KeyboardInterrupt, InvalidInput):
+        pass
+    sys.stderr.write(f"fleet: job {job_id} is being cancelled; `fleet job watch {job_id}`"
+                     " follows it\n")
+    raise typer.Exit(130)
+
+
+CancelOpt = Annotated[bool, typer.Option(
+    "--cancel-on-interrupt", help="Wait, and on Ctrl-C cancel the job (running migrations"
+    " abort) instead of leaving it running.")]
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from fleet.cli.common import (
+    CancelOpt,
     JsonOpt,
     console,
     fields_table,
@@ -25,24 +26,30 @@ host_app = typer.Typer(help="Show, drain, activate and fence hosts.", no_args_is
 
 @host_app.command("drain")
 def drain(
-    host: str,
+    hosts: Annotated[list[str], typer.Argument(
+        help="Host(s) to drain together; no VM goes to another host of the same drain.",
+        metavar="HOST...", show_default=False)],
     wait: Annotated[bool, typer.Option("--wait", help="Show progress until done.")] = False,
-    concurrency: Annotated[int | None, typer.Option(min=1, max=64,
-                                                    help="Moves at once.")] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, max=64, help="Moves at once per host (default: FLEET_DRAIN_CONCURRENCY).",
+        metavar="N", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
+    cancel_on_interrupt: CancelOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Put HOST in maintenance and move every VM off it, planned together."""
+    """Put HOSTS in maintenance and move every VM off them, planned together."""
     from workers.drain import fleet_state, placement_config, plan_drain
 
-    if dry_run and wait:
-        raise InvalidInput("--dry-run and --wait exclude each other: a dry run starts nothing")
+    if dry_run and (wait or cancel_on_interrupt):
+        raise InvalidInput("--dry-run excludes --wait and --cancel-on-interrupt: a dry run"
+                           " starts nothing")
     settings, store = load_store()
-    check_name("host", host)
-    store.get_host(host)
+    names = list(dict.fromkeys(check_name("host", h) for h in hosts))
+    for host in names:
+        store.get_host(host)
     n = concurrency or settings.drain_concurrency
     if dry_run:
-        plan = plan_drain(fleet_state(store, placement_config(settings)), host, n)
+        plan = plan_drain(fleet_state(store, placement_config(settings)), names, n)
         if as_json:
             print_json(plan.to_dict())
         else:
@@ -50,11 +57,12 @@ def drain(
         raise typer.Exit(0 if plan.complete else 1)  # an incomplete plan is not a success
     from tasks.submit import submit_drain
 
-    job_id, created = submit_drain(store, host, n, who())
+    job_id, created = submit_drain(store, names, n, who())
     if not created:
-        Console(stderr=True).print(f"[yellow]host {host} is already draining in job {job_id}[/]")
-    if wait:
-        return finish_job(store, job_id, as_json)
+        Console(stderr=True).print(f"[yellow]{', '.join(names)} already draining in job "
+                                   f"{job_id}[/]")
+    if wait or cancel_on_interrupt:
+        return finish_job(store, job_id, as_json, cancel_on_interrupt)
     if as_json:
         return print_json({"job": job_id, "created": created})
     typer.echo(job_id)
@@ -80,7 +88,7 @@ def show(host: str, as_json: JsonOpt = False) -> None:
     """HOST in full: capacity, heartbeat, failover health and why, fence agent, VMs."""
     import time
 
-    from fleet.cli.views import host_detail, node_summary
+    from fleet.cli.views import host_detail, host_fields
     from workers.fencing import fence_kind
 
     settings, store = load_store()
@@ -88,7 +96,7 @@ def show(host: str, as_json: JsonOpt = False) -> None:
     detail = host_detail(store, host, fence_kind(host, settings.fence), time.time())
     if as_json:
         return print_json(detail)
-    fields_table(f"host {host}", {**detail, "node": node_summary(detail["node"])})
+    fields_table(f"host {host}", host_fields(detail, time.time()))
     return None
 
 
@@ -97,7 +105,8 @@ def activate(
     host: str,
     return_vms: Annotated[bool, typer.Option("--return", help="Migrate back what the last"
                                              " drain moved away.")] = False,
-    wait: Annotated[bool, typer.Option("--wait")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="With --return: show progress until"
+                                       " the VMs are back.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Put HOST back to active; with --return, bring its VMs back."""

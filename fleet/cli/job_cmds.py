@@ -21,14 +21,17 @@ from fleet.core.models import JobState
 from fleet.core.names import check_job_id
 
 job_app = typer.Typer(help="Inspect and watch jobs.", no_args_is_help=True)
+JobArg = Annotated[str, typer.Argument(help="The job's id, as printed when it was submitted.",
+                                       show_default=False)]
 
 
 def jobs(
     state: Annotated[list[str] | None, typer.Option(
         "--state", help="Only jobs in this state (repeatable): pending, running, succeeded,"
-        " failed, cancelled.")] = None,
+        " failed, cancelled (default: every state).")] = None,
     since: Annotated[str | None, typer.Option(
-        "--since", help="Only jobs created this long ago or later: 90s, 30m, 12h, 7d.")] = None,
+        "--since", help="Only jobs created this long ago or later: 90s, 30m, 12h, 7d"
+        " (default: any age).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="Rows at most.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
@@ -52,8 +55,9 @@ def jobs(
 
 
 @job_app.command("show")
-def job_show(job_id: str, as_json: JsonOpt = False) -> None:
-    """A job with its moves: state, progress, errors, timestamps."""
+def job_show(job_id: JobArg, as_json: JsonOpt = False) -> None:
+    """A job in full: kind, state, who asked, times; each move with where it went, data
+    moved, downtime and errors; a failover job's outcome per VM."""
     from fleet.cli.views import job_detail
     from fleet.cli.watch import summary_table
 
@@ -66,7 +70,7 @@ def job_show(job_id: str, as_json: JsonOpt = False) -> None:
 
 
 @job_app.command("cancel")
-def job_cancel(job_id: str) -> None:
+def job_cancel(job_id: JobArg) -> None:
     """Cancel a job: no new moves start; running migrations abort, VMs stay put."""
     from tasks.submit import submit_cancel
 
@@ -76,7 +80,7 @@ def job_cancel(job_id: str) -> None:
 
 
 @job_app.command("watch")
-def job_watch(job_id: str, as_json: JsonOpt = False) -> None:
+def job_watch(job_id: JobArg, as_json: JsonOpt = False) -> None:
     """Live progress of a job until it ends; exit 1 if it failed."""
     _, store = load_store()
     store.get_job(check_job_id(job_id))

@@ -141,7 +141,7 @@ def vm_create(
     ha: Annotated[bool, typer.Option("--ha", help="Restart elsewhere if its host dies.")]
     = False,
     priority: Annotated[int, typer.Option("--priority", help="HA restart priority.")] = 0,
-    group: Annotated[str, typer.Option("--group", help="Placement group.")] = "",
+    group: Annotated[str, typer.Option("--group", help="Placement group (default: none).")] = "",
     rule: Annotated[str, typer.Option("--rule", help="The group's rule: affinity,"
                                       " anti-affinity, ...")] = "anti-affinity",
 ) -> None:

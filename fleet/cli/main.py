@@ -17,6 +17,7 @@ from rich.console import Console
 from typer.exceptions import TyperException
 
 from fleet.cli.common import (
+    CancelOpt,
     JsonOpt,
     checked_settings,
     console,
@@ -24,6 +25,7 @@ from fleet.cli.common import (
     finish_job,
     load_store,
     print_json,
+    rows_table,
     table,
     who,
 )
@@ -37,7 +39,9 @@ from fleet.core.names import check_job_id, check_name, parse_name_list
 from fleet.settings import load_settings
 
 app = typer.Typer(help="Orchestrate a KVM fleet: migrate, drain, fail over.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  rich_markup_mode=None,  # plain help: no type noise such as <bool> on flags
+                  context_settings={"max_content_width": 120})
 vm_app = typer.Typer(help="Act on one VM.", no_args_is_help=True)
 app.add_typer(vm_app, name="vm")
 vm_app.command("stop")(vm_stop)
@@ -83,6 +87,7 @@ def vm_migrate(
     name: str,
     to: Annotated[str | None, typer.Option("--to", help="Destination host.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show progress until done.")] = False,
+    cancel_on_interrupt: CancelOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Live-migrate a VM (placed by fleet unless --to is given); prints the job id."""
@@ -92,8 +97,8 @@ def vm_migrate(
     job_id, created = submit_migration(store, name, to, requested_by=who())
     if not created:
         Console(stderr=True).print(f"[yellow]VM {name} is already moving in job {job_id}[/]")
-    if wait:
-        finish_job(store, job_id, as_json)
+    if wait or cancel_on_interrupt:
+        finish_job(store, job_id, as_json, cancel_on_interrupt)
     elif as_json:
         print_json({"job": job_id, "created": created})
     else:
@@ -103,13 +108,15 @@ def vm_migrate(
 @vm_app.command("show")
 def vm_show(name: str, as_json: JsonOpt = False) -> None:
     """A VM in full: record, policy, the job moving it, and which hosts report it."""
-    from fleet.cli.views import vm_detail
+    import time
+
+    from fleet.cli.views import vm_detail, vm_fields
 
     _, store = load_store()
     detail = vm_detail(store, check_name("VM", name))
     if as_json:
         return print_json(detail)
-    fields_table(f"vm {name}", detail)
+    fields_table(f"vm {name}", vm_fields(detail, time.time()))
     return None
 
 
@@ -158,8 +165,10 @@ def vm_policy(
         min=0, max=1_048_576, help="Migration bandwidth cap, MiB/s (0: unlimited).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show or set a VM's migration policy overrides."""
-    _, store = load_store()
+    """Show or set a VM's migration policy overrides: each setting given is set for this
+    VM, the others stay as they are (default: unchanged); then every setting is shown
+    with its value and whether it is the VM's own or the default."""
+    settings, store = load_store()
     vm = store.get_vm(check_name("VM", name))
     given = {"allow_postcopy": _either("postcopy", postcopy, no_postcopy),
              "allow_auto_converge": _either("auto-converge", auto_converge, no_auto_converge),
@@ -171,7 +180,11 @@ def vm_policy(
         vm = store.update_vm(vm.name, policy={**vm.policy, **changes})
     if as_json:
         return print_json(vm.policy)
-    console.print(f"{vm.name}: {vm.policy or 'defaults'}")
+    from fleet.cli.views import policy_rows
+    from workers.runner import policy_config
+
+    rows_table(f"migration policy of {vm.name}", ["setting", "value", "from"],
+               policy_rows(vm.policy, policy_config(settings)))
     return None
 
 
@@ -184,10 +197,12 @@ def _either(flag: str, yes: bool, no: bool) -> bool | None:
 
 @app.command()
 def events(
-    job: Annotated[str | None, typer.Option("--job", help="Only this job's events.")] = None,
-    host: Annotated[str | None, typer.Option("--host", help="Only events naming this host.")]
-    = None,
-    limit: Annotated[int, typer.Option(min=1, max=100000)] = 200,
+    job: Annotated[str | None, typer.Option(
+        "--job", help="Only this job's events (default: the audit trail of all jobs).")] = None,
+    host: Annotated[str | None, typer.Option(
+        "--host", help="Only events naming this host (default: every host).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100000,
+                                       help="Show the newest LIMIT events.")] = 200,
     progress: Annotated[bool, typer.Option(help="Include progress samples (--job).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -208,7 +223,7 @@ def events(
 
 @app.command()
 def metrics(
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 9464,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 9464,
     address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Serve Prometheus metrics at http://ADDRESS:PORT/metrics."""
@@ -231,7 +246,8 @@ def agent(
         help="Override the host's vCPUs (default: libvirt's CPU count; sim: 16).")] = None,
     memory_mib: Annotated[int | None, typer.Option(
         help="Override the host's memory in MiB (default: libvirt's; sim: 32768).")] = None,
-    address: Annotated[str, typer.Option(help="Address other hosts reach this one at.")] = "",
+    address: Annotated[str, typer.Option(
+        help="Address other hosts reach this one at (default: none; sim needs none).")] = "",
     migration_uri: Annotated[str, typer.Option(
         help="libvirt URI peers migrate to (default qemu+tcp://ADDRESS/system).")] = "",
 ) -> None:

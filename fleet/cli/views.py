@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet.core.models import VM, Host, Job, Move
+from fleet.cli.human import human_age, human_time
+from fleet.cli.job_views import job_detail, job_row, move_row
+from fleet.core.models import VM, Host
+from fleet.core.policy import PolicyConfig
 from fleet.store import Store
 
 
@@ -93,22 +96,6 @@ def vm_detail(store: Store, name: str) -> dict[str, Any]:
                       "gave_up": bool(guard.get("gave_up", False))}}
 
 
-def job_row(job: Job) -> dict[str, Any]:
-    row = job.to_dict()
-    row.pop("moves", None)
-    return row
-
-
-def move_row(move: Move) -> dict[str, Any]:
-    row = move.to_dict()
-    row.pop("token", None)
-    return row
-
-
-def job_detail(store: Store, job: Job) -> dict[str, Any]:
-    return {**job_row(job), "moves": [move_row(m) for m in store.job_moves(job)]}
-
-
 HOST_FIELDS = ("host", "source", "destination")
 
 
@@ -136,10 +123,82 @@ def _event_row(event: dict[str, Any]) -> dict[str, Any]:
             "data": detail}
 
 
-def human_age(seconds: float) -> str:
-    """``42s``, ``5m``, ``3h``, ``2d``: how long ago, for tables."""
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
+def host_fields(detail: dict[str, Any], now: float) -> dict[str, Any]:
+    """``host_detail`` for a table: libvirt facts, heartbeat and failover health in
+    words, times as ages."""
+    return {**detail, "node": node_summary(detail["node"]),
+            "heartbeat": heartbeat_text(detail["heartbeat"]),
+            "failover": health_text(detail["failover"], now)}
+
+
+def heartbeat_text(beat: dict[str, Any] | None) -> str:
+    """``1.2s ago, agent a1, hypervisor ok, 3 domain(s)``; says so when none is live."""
+    if beat is None:
+        return "none: the agent is silent"
+    age = float(beat["age_s"])
+    parts = [f"{age:.1f}s ago" if age < 60 else f"{human_age(age)} ago"]
+    if beat.get("agent"):
+        parts.append(f"agent {beat['agent']}")
+    ok = beat.get("hypervisor_ok")
+    if ok is not None:
+        parts.append("hypervisor ok" if ok else "hypervisor not answering")
+    parts.append(f"{beat.get('domains', 0)} domain(s)")
+    if beat.get("error"):
+        parts.append(f"error: {beat['error']}")
+    return ", ".join(parts)
+
+
+def health_text(health: dict[str, Any] | None, now: float) -> str:
+    """The monitor's view of a host: ``suspect for 12s (since 2026-...Z), last beat 15s
+    ago, 1 fence attempt(s), deadline in 8s: why``."""
+    if not health:
+        return "not watched by a monitor yet"
+    since = float(health.get("since", 0.0))
+    parts = [str(health.get("state", "?"))]
+    if since:
+        parts[0] += f" for {human_age(now - since)} (since {human_time(since)})"
+    beat = float(health.get("last_beat", 0.0))
+    if beat:
+        parts.append(f"last beat {human_age(now - beat)} ago")
+    if health.get("attempts"):
+        parts.append(f"{health['attempts']} fence attempt(s)")
+    deadline = float(health.get("deadline", 0.0))
+    if deadline > now:
+        parts.append(f"deadline in {human_age(deadline - now)}")
+    if health.get("confirmed_by"):
+        parts.append(f"confirmed down by {health['confirmed_by']}")
+    if health.get("returned"):
+        parts.append("returned")
+    text = ", ".join(parts)
+    return f"{text}: {health['detail']}" if health.get("detail") else text
+
+
+def vm_fields(detail: dict[str, Any], now: float) -> dict[str, Any]:
+    """``vm_detail`` for a table: the policy and guard in words, restarts as ages."""
+    guard = detail["guard"]
+    starts = sorted(float(s) for s in guard.get("restarts", []))
+    restarts = (f"{len(starts)}, last {human_age(now - starts[-1])} ago" if starts
+                else "none")
+    shown_guard = f"restarts: {restarts}" + ("; gave up" if guard.get("gave_up") else "")
+    return {**detail, "policy": detail["policy"] or "defaults",
+            "reported_by": detail["reported_by"] or "no host", "guard": shown_guard}
+
+
+def policy_rows(overrides: dict[str, Any], defaults: PolicyConfig) -> list[list[Any]]:
+    """Every migration policy setting of ``defaults`` with the value
+    that applies and whether it is this VM's own or the default."""
+    from dataclasses import fields
+
+    rows = []
+    for setting in fields(defaults):
+        name = setting.name
+        if name in overrides:
+            rows.append([name, overrides[name], "set for this VM"])
+        else:
+            rows.append([name, getattr(defaults, name), "default"])
+    return rows
+
+
+__all__ = ["event_rows", "health_text", "heartbeat_text", "host_detail", "host_fields",
+           "host_rows", "human_age", "job_detail", "job_row", "move_row", "node_summary",
+           "policy_rows", "shown_state", "vm_detail", "vm_fields", "vm_rows"]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
-from rich.table import Table
 
-from fleet.core.models import Job, Move
+from fleet.core.models import Job, Move, MoveState
 from fleet.store import Store
 
 _COLUMNS = (
@@ -32,7 +31,7 @@ def _detail(move: Move) -> str:
 
 
 def _percent(move: Move) -> float:
-    if move.state == "succeeded":
+    if move.state == MoveState.SUCCEEDED.value:
         return 100.0
     return float(move.progress.get("percent", 0.0))
 
@@ -67,12 +66,9 @@ def _wait_for_news(store: Store, job_id: str, cursor: str, interval_s: float) ->
     return cursor
 
 
-def summary_table(store: Store, job: Job) -> Table:
-    table = Table(title=f"job {job.id} {job.kind}: {job.state}")
-    for column in ("vm", "from", "to", "state", "duration", "error"):
-        table.add_column(column)
-    for move in store.job_moves(job):
-        took = move.finished_at - move.started_at if move.finished_at and move.started_at else 0
-        table.add_row(move.vm, move.source, move.destination, move.state,
-                      f"{took:.1f}s" if took else "", move.error)
-    return table
+def summary_table(store: Store, job: Job) -> Group:
+    """The job's header, then its moves or its failover outcomes (``fleet job show``)."""
+    from fleet.cli.job_table import render_job
+    from fleet.cli.job_views import job_detail
+
+    return render_job(job_detail(store, job))

@@ -178,19 +178,23 @@ def _rejected_by(st: FleetState, f: Filter, q: Query) -> list[int]:
 
 
 def why_nowhere(st: FleetState, q: Query, limit: int = 5) -> tuple[str, ...]:
-    """Reasons no host took ``q``: per filter, how many hosts it rejected, with an example
-    (the first host it rejected); filters that reject most come first."""
-    if not st.hosts:
-        return ("no hosts in the fleet",)
+    """Reasons no host took ``q``: per filter, how many of the candidate hosts (every
+    host but the VM's own) it rejected, with an example (the first such host); filters
+    that reject most come first."""
+    own = st.index.get(q.vm.host)
+    candidates = len(st.hosts) - (own is not None)
+    if candidates < 1:
+        return ("no other host in the fleet",)
     found: list[tuple[int, int, int, str]] = []  # -count, first host, filter order, reason
     for k, f in enumerate(FILTERS):
-        hosts = _rejected_by(st, f, q)
+        hosts = [i for i in _rejected_by(st, f, q) if i != own]
         if hosts:
             found.append((-len(hosts), hosts[0], k, f.why(st, hosts[0], q)))
     if not found:
         return ("every host passes the filters one by one, but not together",)
-    return tuple(f"{reason_code(r)} rejects {-n} host{'s' if n < -1 else ''} "
-                 f"(e.g. {st.hosts[i].name}: {r})" for n, i, _, r in sorted(found)[:limit])
+    return tuple(f"{reason_code(r)} rejects {-n} of {candidates} host"
+                 f"{'s' if candidates > 1 else ''} (e.g. {st.hosts[i].name}: {r})"
+                 for n, i, _, r in sorted(found)[:limit])
 
 
 # ------------------------------------------------------------------ request streams

@@ -128,8 +128,8 @@ class FleetMachine(RuleBasedStateMachine):
         if host in self.world.off or running_drain(self.store, host) is not None \
                 or state != HostState.ACTIVE.value:
             return
-        start_maintenance(self.store, host)
-        self.msgs.append(("start", create_drain(self.store, host, 2, "op").id, ""))
+        start_maintenance(self.store, [host])
+        self.msgs.append(("start", create_drain(self.store, [host], 2, "op").id, ""))
 
     @rule(host=st.sampled_from(HOSTS))
     def activate(self, host: str) -> None:

@@ -53,6 +53,43 @@ def test_drain_and_return(cluster: Cluster) -> None:
     assert cluster.store.get_host("h1").state == "active"
 
 
+def test_hosts_drained_together_send_nothing_to_each_other(cluster: Cluster) -> None:
+    cluster.add_vm("two-a", "h1", memory_mib=512, dirty=5)
+    cluster.add_vm("two-b", "h2", memory_mib=4096, dirty=5)  # a few seconds to move
+    on = {h: {v.name for v in cluster.store.list_vms() if v.host == h} for h in ("h1", "h2")}
+    try:
+        every = cluster.fleet("host", "drain", "h1", "h2", "h3")
+        assert every.returncode == 2 and "no other host" in every.stderr, every.stderr
+        assert {h.state for h in cluster.store.list_hosts()} == {"active"}
+        started = cluster.fleet("host", "drain", "h1", "h2")
+        job_id = started.stdout.strip()
+        assert started.returncode == 0 and job_id, started.stderr
+        assert cluster.fleet("host", "drain", "h2", "h1").stdout.strip() == job_id
+        overlap = cluster.fleet("host", "drain", "h1")
+        assert overlap.returncode == 2 and f"already draining in job {job_id}" in overlap.stderr
+        done = cluster.fleet("job", "watch", job_id, "--json")
+        job = json.loads(done.stdout)
+        assert job["target"] == "h1,h2" and job["state"] == "failed" and done.returncode == 1
+        # the anti-affinity pair of h1 cannot both go to h3, the only host left
+        [stuck] = [m for m in job["moves"] if m["state"] == "failed"]
+        assert stuck["vm"] in ("dr-a", "dr-b") and stuck["source"] == "h1"
+        assert "state rejects 1 of 2 hosts (e.g. h2:" in stuck["error"]
+        assert "anti-affinity rejects 1 of 2 hosts (e.g. h3:" in stuck["error"], stuck["error"]
+        moves = {m["vm"]: (m["source"], m["destination"]) for m in job["moves"]
+                 if m["state"] == "succeeded"}
+        assert moves == {**{vm: ("h1", "h3") for vm in on["h1"] - {stuck["vm"]}},
+                         **{vm: ("h2", "h3") for vm in on["h2"]}}
+        assert {cluster.store.get_host(h).state for h in ("h1", "h2")} == {"maintenance"}
+        back = cluster.fleet("host", "activate", "h2", "--return", "--wait", "--json")
+        assert back.returncode == 0, back.stderr
+        assert {d.name for d in cluster.sim("h2").list_domains()} == on["h2"]
+        assert [d.name for d in cluster.sim("h1").list_domains()] == [stuck["vm"]]
+        assert cluster.fleet("vm", "migrate", "two-b", "--to", "h3", "--wait").returncode == 0
+    finally:
+        cluster.fleet("host", "activate", "h1", "--return", "--wait")
+        cluster.fleet("host", "activate", "h2")
+
+
 def _max_in_flight(events: list[tuple[str, dict[str, object]]]) -> int:
     live: set[object] = set()
     peak = 0
@@ -128,3 +165,4 @@ def test_a_drain_with_nowhere_to_go_is_refused_and_changes_nothing(cluster: Clus
     finally:
         for host in others:
             cluster.store.set_host_state(host, "active")
+

@@ -94,8 +94,8 @@ def test_a_drain_waits_for_a_vm_on_its_way_and_then_moves_it_too(fleet3: Store) 
     assert claimed is not None
     sent: list[Move] = []
     svc = JobService(fleet3, sent.append, planner=DrainPlanner(fleet3, PlacementConfig()))
-    start_maintenance(fleet3, "h2")
-    drain = create_drain(fleet3, "h2", 2, "op")
+    start_maintenance(fleet3, ["h2"])
+    drain = create_drain(fleet3, ["h2"], 2, "op")
     assert svc.start(drain.id).state == "running"
     assert not sent  # nothing on h2 yet, and the drain does not end either
     time.sleep(0.01)

@@ -69,8 +69,24 @@ def test_vm_that_fits_nowhere_is_reported_with_reasons() -> None:
     plan = plan_evacuation(FleetState(hosts_, vms=vms), ["src"])
     assert [m.vm for m in plan.moves] == ["small"]
     assert [u.vm for u in plan.unplaced] == ["big"]
-    assert any(r.startswith("vcpu rejects 1 host") for r in plan.unplaced[0].reasons)
-    assert any("state" in r for r in plan.unplaced[0].reasons)
+    reasons = plan.unplaced[0].reasons
+    assert reasons[0].startswith("vcpu rejects 1 of 1 host (e.g. a:")
+    assert not any("src" in r for r in reasons)  # its own host is no candidate
+
+
+def test_hosts_drained_together_never_receive_each_others_vms() -> None:
+    hosts_ = [_h("s1", 8, 8192), _h("s2", 8, 8192), _h("a", 4, 4096), _h("b", 4, 4096)]
+    vms = [_v(f"v{i}", "s1" if i < 3 else "s2", 1, 1024) for i in range(6)]
+    vms.append(_v("big", "s1", 6, 1024))
+    plan = plan_evacuation(FleetState(hosts_, vms=vms), ["s1", "s2"])
+    assert plan.sources == ("s1", "s2")
+    assert sorted(m.vm for m in plan.moves) == [f"v{i}" for i in range(6)]
+    assert {m.destination for m in plan.moves} <= {"a", "b"}
+    assert {m.source for m in plan.moves} == {"s1", "s2"}
+    [big] = plan.unplaced
+    assert big.source == "s1"
+    assert any(r.startswith("state rejects 1 of 3 hosts (e.g. s2:") for r in big.reasons)
+    assert any(r.startswith("vcpu rejects 2 of 3 hosts (e.g. a:") for r in big.reasons)
 
 
 def test_fallback_packing_beats_spread_when_spread_strands_a_vm() -> None:

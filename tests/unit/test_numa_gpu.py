@@ -50,7 +50,7 @@ def _snapshot(st: FleetState) -> object:
 def test_pinned_vm_must_fit_one_cell_and_a_floating_one_only_the_totals() -> None:
     st = FleetState([_numa_host("h", 4, 4)])
     pinned = place_one(st, _vm("big", 6, numa=1))
-    assert pinned.host is None and pinned.reasons[0].startswith("numa rejects 1 host")
+    assert pinned.host is None and pinned.reasons[0].startswith("numa rejects 1 of 1 host")
     assert place_one(st, _vm("float", 6)).host == "h"
     assert _cells(st) == [(4000, 4 * MIB), (4000, 4 * MIB)]  # a floating VM takes no cell
 

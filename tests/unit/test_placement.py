@@ -119,7 +119,7 @@ def test_rejected_request_carries_reasons_and_changes_nothing() -> None:
     st = FleetState([_host("h", 1, 1024)])
     out = place_stream(st, [_vm("big", 4, 512)])
     assert out[0].host is None
-    assert out[0].reasons and out[0].reasons[0].startswith("vcpu rejects 1 host")
+    assert out[0].reasons and out[0].reasons[0].startswith("vcpu rejects 1 of 1 host")
     assert not st.placed
 
 

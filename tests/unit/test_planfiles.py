@@ -148,7 +148,7 @@ def test_place_command_reports_cells_and_devices(tmp_path: Path) -> None:
                         "--vms", str(tmp_path / "vms.json"), "--json")
     first, second = json.loads(out)["placements"]
     assert code == 0 and first["cells"] == [0] and first["devices"] == [0]
-    assert second["host"] is None and second["reasons"][0].startswith("numa rejects 1 host")
+    assert second["host"] is None and second["reasons"][0].startswith("numa rejects 1 of 1 host")
 
 
 def test_drain_and_capacity_commands(tmp_path: Path) -> None:
