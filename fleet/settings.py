@@ -161,3 +161,8 @@ def load_settings(**overrides: Any) -> Settings:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "config"
         raise InvalidInput(f"invalid configuration {where}: {err['msg']}") from None
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    return re.sub(r"//([^/@]*):[^/@]*@", r"//\1:***@", url)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable
 
-from fleet.settings import Settings
+from fleet.settings import Settings, redacted
 from tasks.app import app
-from tasks.routing import CONTROL_QUEUE, host_queue
+from tasks.routing import CONTROL_QUEUE, host_queue, worker_name
 from tasks.runtime import Runtime, configure
+from workers.fencing import kinds
 from workers.heartbeat import Ticker, beat_once
 from workers.hostfacts import Registration
 from workers.inventory import sweep_strays
@@ -75,25 +77,29 @@ def run_agent(settings: Settings, hosts: list[str], driver: str, uri: str,
     rt = configure(settings, hosts, driver, uri)
     start_watchers(rt, reg)
     start_agent_threads(rt)
-    name = f"agent-{hosts[0]}" + (f"-and-{len(hosts) - 1}" if len(hosts) > 1 else "")
-    _worker([host_queue(h) for h in hosts], name, concurrency=max(4, 2 * len(hosts)))
+    _worker([host_queue(h) for h in hosts], worker_name(hosts),
+            concurrency=max(4, 2 * len(hosts)))
 
 
 def run_controller(settings: Settings) -> None:
     from tasks.control_tasks import service
 
-    configure(settings)
+    rt = configure(settings)
     jobs = service()
-    Ticker("job-sweeper", settings.reconcile_interval_s,
-           lambda: jobs.sweep(settings.redeliver_after_s,
-                              settings.pending_job_after_s)).start()
+    me = f"controller@{socket.gethostname()}"
+    fence_kinds = kinds(settings.fence)
+
+    def sweep() -> None:
+        rt.store.failover.publish_fence(me, fence_kinds, time.time())
+        jobs.sweep(settings.redeliver_after_s, settings.pending_job_after_s)
+
+    sweep()
+    Ticker("job-sweeper", settings.reconcile_interval_s, sweep).start()
     _worker([CONTROL_QUEUE], "controller", concurrency=4)
 
 
 def run_monitor(settings: Settings, name: str) -> None:
     """Watch heartbeats and drive failover until interrupted (one leader acts)."""
-    import time
-
     from workers.monitor import Monitor
 
     rt = configure(settings)
@@ -102,7 +108,11 @@ def run_monitor(settings: Settings, name: str) -> None:
         app.send_task(task, kwargs=kwargs)
 
     monitor = Monitor(rt.store, settings, f"{name}/{rt.instance}", send)
-    log.info("monitor %s watching %s", monitor.me, settings.redis_url)
+    log.info("monitor %s watching %s", monitor.me, redacted(settings.redis_url))
+    if settings.fence:
+        log.warning("FLEET_FENCE given to the monitor is not used: the controller runs the"
+                    " fence agents with its own; now %s",
+                    rt.store.failover.fence_config() or "unpublished")
     while True:
         started = time.monotonic()
         try:

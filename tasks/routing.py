@@ -14,6 +14,15 @@ def host_queue(host: str) -> str:
     return f"host.{host}"
 
 
+def worker_name(hosts: list[str], limit: int = 60) -> str:
+    """The Celery worker name of an agent, after the hosts it serves: ``agent-h1``,
+    ``agent-h1+h2+h3``, or for many ``agent-h1..h200(200)`` (first, last, count)."""
+    joined = "agent-" + "+".join(hosts)
+    if len(joined) <= limit:
+        return joined
+    return f"agent-{hosts[0]}..{hosts[-1]}({len(hosts)})"
+
+
 def route_task(name: str, args: Any, kwargs: dict[str, Any], options: Any,
                task: Any = None, **_: Any) -> dict[str, str]:
     """Celery router: host tasks by their ``source`` kwarg, everything else to control."""

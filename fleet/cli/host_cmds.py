@@ -41,8 +41,9 @@ def drain(
     from workers.drain import fleet_state, placement_config, plan_drain
 
     if dry_run and (wait or cancel_on_interrupt):
-        raise InvalidInput("--dry-run excludes --wait and --cancel-on-interrupt: a dry run"
-                           " starts nothing")
+        other = "--wait" if wait else "--cancel-on-interrupt"
+        raise InvalidInput(f"--dry-run and {other} exclude each other: a dry run starts"
+                           " nothing")
     settings, store = load_store()
     names = list(dict.fromkeys(check_name("host", h) for h in hosts))
     for host in names:
@@ -89,11 +90,12 @@ def show(host: str, as_json: JsonOpt = False) -> None:
     import time
 
     from fleet.cli.views import host_detail, host_fields
-    from workers.fencing import fence_kind
+    from workers.fencing import published_kind
 
-    settings, store = load_store()
+    _, store = load_store()
     check_name("host", host)
-    detail = host_detail(store, host, fence_kind(host, settings.fence), time.time())
+    fence = published_kind(host, store.failover.fence_config())
+    detail = host_detail(store, host, fence, time.time())
     if as_json:
         return print_json(detail)
     fields_table(f"host {host}", host_fields(detail, time.time()))

@@ -6,7 +6,6 @@ stderr, never a traceback).
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import Annotated
 
@@ -36,7 +35,7 @@ from fleet.cli.plan import plan_app
 from fleet.cli.power import vm_start, vm_stop
 from fleet.core.errors import FleetError, InvalidInput
 from fleet.core.names import check_job_id, check_name, parse_name_list
-from fleet.settings import load_settings
+from fleet.settings import load_settings, redacted
 
 app = typer.Typer(help="Orchestrate a KVM fleet: migrate, drain, fail over.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -325,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     except FleetError as exc:
         _die(1, str(exc))
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        _die(1, f"cannot reach Redis ({_redacted(load_settings().redis_url)}): {exc}")
+        _die(1, f"cannot reach Redis ({redacted(load_settings().redis_url)}): {exc}")
     except redis.ResponseError as exc:
         if "DB index" in str(exc):
             _die(2, f"FLEET_REDIS_URL names a database the Redis server does not have: {exc}")
@@ -341,11 +340,6 @@ def _usage_message(exc: Exception) -> str:
     format_message = getattr(exc, "format_message", None)
     text = format_message() if callable(format_message) else str(exc)
     return str(text).replace("\n", " ")
-
-
-def _redacted(url: str) -> str:
-    """``url`` without its password."""
-    return re.sub(r"//([^/@]*):[^/@]*@", r"//\1:***@", url)
 
 
 def _die(code: int, message: str) -> None:

@@ -179,6 +179,16 @@ class FailoverStore:
         self._write(term, self.keys.failover_job(host), queue)
         return job
 
+    def publish_fence(self, by: str, kinds: dict[str, str], at: float) -> None:
+        """Record which fence agent kind (per host, ``*`` for the rest) ``by`` runs."""
+        doc = {"by": by, "at": at, "agents": kinds}
+        self.r.set(self.keys.fence_config, json.dumps(doc, sort_keys=True))
+
+    def fence_config(self) -> dict[str, Any] | None:
+        """What the fencing process published (``publish_fence``), or None."""
+        raw = self.r.get(self.keys.fence_config)
+        return None if raw is None else dict(json.loads(raw))
+
     def job(self, host: str) -> str | None:
         value = self.r.get(self.keys.failover_job(host))
         return None if value is None else str(value)

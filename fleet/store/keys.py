@@ -92,6 +92,10 @@ class Keys:
     """The last leadership epoch handed out (INCR once per new term)."""
     vmguard_state = property(lambda self: self._k("failover", "vmguard"))
 
+    fence_config = property(lambda self: self._k("failover", "fence-config"))
+    """The fence agents the controller runs (kind per host, no secrets), as it published
+    them, so every view shows the configuration that fences."""
+
     def failover_job(self, host: str) -> str:
         """The id of the failover job of a host that is being recovered."""
         return self._k("failover", "job", host)

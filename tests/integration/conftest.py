@@ -64,10 +64,12 @@ class Cluster:
         return create_vm(self.store, self.sim(host),
                          VM(name, str(uuid.uuid4()), host, 1, memory_mib, dirty_mib_s=dirty))
 
-    def fleet(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def fleet(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
+              ) -> subprocess.CompletedProcess[str]:
+        """Run the CLI with the cluster's settings (and ``env`` over them)."""
         return subprocess.run([sys.executable, "-m", "fleet.cli.main", *args],
-                              env={**os.environ, **self.env}, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+                              env={**os.environ, **self.env, **(env or {})},
+                              capture_output=True, text=True, timeout=timeout, check=False)
 
     def where(self, vm: str) -> list[str]:
         """Hosts whose sim hypervisor has ``vm`` (running or paused)."""

@@ -54,12 +54,6 @@ def test_broken_config_exits_2(cluster: Cluster) -> None:
     assert done.returncode == 2 and "poll_interval_s" in done.stderr
 
 
-def _fleet_env(cluster: Cluster, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fleet.cli.main", *args],
-                          env={**os.environ, **cluster.env, **env}, capture_output=True,
-                          text=True, timeout=60, check=False)
-
-
 def _written(cluster: Cluster) -> list[str]:
     """Every key of the cluster's prefix but heartbeats and Celery's (they change alone)."""
     keys = cluster.store.r.scan_iter(match=cluster.env["FLEET_PREFIX"] + ":*")
@@ -93,7 +87,7 @@ def test_bad_values_and_config_are_one_line_exit_2_and_write_nothing(
         cluster.add_vm("pol-1", "h1")
     before = (_written(cluster), cluster.store.get_vm("pol-1").to_dict(),
               cluster.store.get_host("h1").state)
-    done = _fleet_env(cluster, *args, **env)
+    done = cluster.fleet(*args, env=env)
     assert done.returncode == 2, done.stdout + done.stderr
     assert needle in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
@@ -108,8 +102,8 @@ def test_a_redis_that_does_not_answer_is_one_line_exit_1(cluster: Cluster) -> No
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)
         port = silent.getsockname()[1]
-        done = _fleet_env(cluster, "hosts",
-                          FLEET_REDIS_URL=f"redis://:S3cret@127.0.0.1:{port}/0")
+        done = cluster.fleet("hosts",
+                             env={"FLEET_REDIS_URL": f"redis://:S3cret@127.0.0.1:{port}/0"})
     assert done.returncode == 1, done.stderr
     assert "cannot reach Redis" in done.stderr and "S3cret" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -141,7 +135,7 @@ def test_jobs_show_age_and_say_when_rows_were_left_out(cluster: Cluster) -> None
 
 
 def test_a_mistyped_variable_is_named_with_its_likely_meaning(cluster: Cluster) -> None:
-    done = _fleet_env(cluster, "hosts", FLEET_HEARTBEAT_INTERVL_S="1")
+    done = cluster.fleet("hosts", env={"FLEET_HEARTBEAT_INTERVL_S": "1"})
     assert done.returncode == 0, done.stderr
     assert "FLEET_HEARTBEAT_INTERVL_S is not a fleet setting (did you mean " \
         "FLEET_HEARTBEAT_INTERVAL_S?)" in done.stderr

@@ -572,3 +572,14 @@ def test_ssh_isolated_host_cannot_be_fenced(tmp_path: Path) -> None:
                      client_factory=_refusing(errno.EHOSTUNREACH), monotonic=clock.now)
     out = agent.fence("h1", 10.0, clock)
     assert not out.ok and "power-off failed" in out.detail
+
+
+def test_views_show_the_fence_agent_the_fencing_process_published() -> None:
+    from workers.fencing import kinds, published_kind
+
+    config = {"h1": {"agent": "ipmi", "address": "x", "password": "s"}, "*": {"agent": "sim"}}
+    published = {"by": "controller@c1", "at": 1.0, "agents": kinds(config)}
+    assert published["agents"] == {"h1": "ipmi", "*": "sim"}  # kinds only, no secrets
+    assert published_kind("h1", published) == "ipmi (as run by controller@c1)"
+    assert published_kind("h9", published) == "sim (as run by controller@c1)"
+    assert published_kind("h1", None).startswith("unknown: no controller has published")

@@ -124,6 +124,21 @@ def fence_kind(host: str, config: Mapping[str, Mapping[str, Any]]) -> str:
     return "manual" if entry is None else str(entry.get("agent", "manual"))
 
 
+def kinds(config: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Each configured key (a host or ``*``) with its agent kind: what the fencing process
+    publishes, without parameters or secrets."""
+    return {key: fence_kind(key, config) for key in config}
+
+
+def published_kind(host: str, published: Mapping[str, Any] | None) -> str:
+    """``host``'s fence agent as the fencing process published it, with who published
+    it; says so when nothing was published (no controller has run)."""
+    if not published:
+        return "unknown: no controller has published its fence configuration"
+    agents = {k: {"agent": v} for k, v in dict(published.get("agents", {})).items()}
+    return f"{fence_kind(host, agents)} (as run by {published.get('by', '?')})"
+
+
 def agent_for(host: str, config: Mapping[str, Mapping[str, Any]]) -> FenceAgent:
     """The fence agent of ``host``; see the module doc. Bad config is ``InvalidInput``."""
     entry = config.get(host, config.get("*"))
