@@ -33,6 +33,7 @@ from fleet.cli.job_cmds import job_app, jobs
 from fleet.cli.lab import lab_app
 from fleet.cli.plan import plan_app
 from fleet.cli.power import vm_start, vm_stop
+from fleet.cli.sim_cmds import sim_app
 from fleet.core.errors import FleetError, InvalidInput
 from fleet.core.names import check_job_id, check_name, parse_name_list
 from fleet.settings import load_settings, redacted
@@ -51,6 +52,7 @@ app.command("jobs")(jobs)
 app.add_typer(host_app, name="host")
 app.add_typer(lab_app, name="lab")
 app.add_typer(plan_app, name="plan")
+app.add_typer(sim_app, name="sim")
 app.command("capacity")(capacity)
 
 
@@ -303,12 +305,16 @@ def monitor(
 def demo(
     hosts_count: Annotated[int, typer.Option("--hosts", min=2, max=50,
                                              help="Simulated hosts.")] = 3,
+    vms: Annotated[int | None, typer.Option(
+        "--vms", min=1, max=400, metavar="M", show_default=False,
+        help="Simulated HA VMs spread over the hosts (default: 3 per 3 hosts).")] = None,
     once: Annotated[bool, typer.Option("--once", help="Run the scenario and exit.")] = False,
 ) -> None:
-    """A simulated fleet with real Redis, Celery workers and Flower, migrating live."""
+    """A simulated fleet with real Redis, Celery workers, a monitor and Flower: a live
+    migration, then a host's power cut and its HA VMs failed over."""
     from fleet.cli.demo import run_demo
 
-    raise typer.Exit(run_demo(hosts_count, once, console))
+    raise typer.Exit(run_demo(hosts_count, vms, once, console))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -164,16 +165,29 @@ def test_second_migrate_of_a_moving_vm_returns_its_job(cluster: Cluster) -> None
 
 
 def test_demo_once(redis_url: str) -> None:
+    """The demo migrates web-1, then cuts a host's power and shows the failover job's
+    per-VM outcome; every VM of that host runs elsewhere afterwards."""
     prefix = f"demo-{uuid.uuid4().hex[:6]}"
     store = Store.connect(redis_url, "bystander")
     store.r.set("bystander:keep", "1")
-    env = {**os.environ, "FLEET_REDIS_URL": redis_url, "FLEET_PREFIX": prefix}
+    env = {**os.environ, "FLEET_REDIS_URL": redis_url, "FLEET_PREFIX": prefix,
+           "COLUMNS": "200"}
     done = subprocess.run([sys.executable, "-m", "fleet.cli.main", "demo", "--once",
-                           "--hosts", "3"], env=env, capture_output=True, text=True,
-                          timeout=240, check=False)
+                           "--hosts", "3", "--vms", "5"], env=env, capture_output=True,
+                          text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "succeeded" in done.stdout and "Flower" in done.stdout
+    out = done.stdout
+    assert "migrate" in out and "succeeded" in out and "Flower" in out
+    cut = re.search(r"cutting the power of (h\d) \((\d+) HA VMs\)", out)
+    assert cut is not None, out
+    victim = cut.group(1)
+    assert out.index("web-1 now runs on") < cut.start() < out.index("VMs of failover job")
+    outcomes = re.findall(r"(\S+)\s+│ restarted on (h\d)", out)
+    assert len(outcomes) == int(cut.group(2)) and all(h != victim for _, h in outcomes), out
     assert store.r.get("bystander:keep") == "1"
     demo = Store.connect(redis_url, f"{prefix}-demo")
-    assert demo.get_vm("web-1").host != "h1"
+    vms = {vm.name: vm for vm in demo.list_vms()}
+    assert len(vms) == 5 and all(vm.host != victim for vm in vms.values())
+    assert all(vms[name].host == host for name, host in outcomes)  # the table tells true
+    assert vms["web-1"].state == "running"
     demo.purge()

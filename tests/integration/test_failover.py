@@ -347,3 +347,35 @@ def test_a_move_dispatched_before_its_source_was_fenced_does_nothing_later(
     assert c.store.get_move(move.id).state == "failed"
     assert c.store.get_job(job.id).terminal
 
+
+
+def test_sim_commands_create_a_vm_and_cut_a_hosts_power(failover: Cluster) -> None:
+    """``fleet sim vm create`` starts a guest on a sim host; ``fleet sim power off`` makes
+    that host die as a real one would (fenced, its HA VM restarted elsewhere); ``on``
+    gives it power back. Bad names are one line, exit 2, nothing written."""
+    c = failover
+    c.store.put_host(Host("s1", vcpus=16, memory_mib=65536, driver="sim"))
+    c.start_agent("s1", "s1")
+    wait_for(lambda: c.store.heartbeat("s1") is not None, 30, "s1's agent")
+    made = c.fleet("sim", "vm", "create", "sim-ha", "--host", "s1", "--ha",
+                   "--memory-mib", "512", "--priority", "5", "--json")
+    assert made.returncode == 0, made.stderr
+    record = json.loads(made.stdout)
+    assert (record["host"], record["ha"], record["priority"]) == ("s1", True, 5)
+    assert c.where("sim-ha") == ["s1"] and c.store.get_vm("sim-ha").memory_mib == 512
+    for args, needle in ((["sim", "vm", "create", "sim-ha", "--host", "s1"], "already exists"),
+                         (["sim", "vm", "create", "sim-x", "--host", "nohost"], "nohost"),
+                         (["sim", "power", "off", "bad name"], "host"),
+                         (["sim", "power", "off", "nohost"], "nohost")):
+        bad = c.fleet(*args)
+        assert bad.returncode == 2 and needle in bad.stderr, bad.stdout + bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
+    assert c.store.find_vm("sim-x") is None and c.sim("s1").powered()
+    off = c.fleet("sim", "power", "off", "s1")
+    assert off.returncode == 0 and "s1 is off" in off.stdout, off.stderr
+    assert not c.sim("s1").powered()
+    wait_for(lambda: _restarted(c, ["sim-ha"], "s1"), 40, "sim-ha restarted elsewhere")
+    assert [e for _, e in c.store.journal.audit()
+            if e["kind"] == "host.fenced" and e.get("host") == "s1"]
+    on = c.fleet("sim", "power", "on", "s1")
+    assert on.returncode == 0 and c.sim("s1").powered(), on.stderr
