@@ -36,11 +36,11 @@ EXIT_LINE = re.compile(r"^EXIT=(\d+)\s*$", re.MULTILINE)
 class Pane:
     """One detached tmux session on a private tmux server, running one shell command."""
 
-    server: str
+    socket: Path
     session: str
 
     def tmux(self, *args: str) -> str:
-        done = subprocess.run(["tmux", "-L", self.server, *args], capture_output=True,
+        done = subprocess.run(["tmux", "-S", str(self.socket), *args], capture_output=True,
                               text=True, timeout=10, check=True)
         return done.stdout
 
@@ -69,24 +69,24 @@ class Pane:
 
 
 @contextmanager
-def cli_in_tmux(cluster: Cluster, *args: str) -> Iterator[Pane]:
-    """Run ``fleet ARGS`` on a 200x50 tty; the pane outlives the CLI by 30 s."""
+def cli_in_tmux(cluster: Cluster, tmp: Path, *args: str) -> Iterator[Pane]:
+    """Run ``fleet ARGS`` on a 200x50 tty (tmux server socket in ``tmp``); the pane
+    outlives the CLI by 30 s."""
     require(shutil.which("tmux") is not None,
             "tmux is not installed (scripts/install-browser-deps installs it)")
-    tag = uuid.uuid4().hex[:8]
-    pane = Pane(server=f"fleet-it-{tag}", session=f"interrupt-{tag}")
+    pane = Pane(socket=tmp / "tmux", session=f"interrupt-{uuid.uuid4().hex[:8]}")
     cli = ["env", *(f"{k}={v}" for k, v in cluster.env.items()),
            sys.executable, "-m", "fleet.cli.main", *args]
     # The Ctrl-C reaches the whole foreground group; the no-op trap keeps the shell alive
     # to echo the status (a handler, unlike an ignored signal, is reset in the child).
     script = f"trap : INT; {shlex.join(cli)}; echo EXIT=$?; sleep 30"
-    subprocess.run(["tmux", "-L", pane.server, "new-session", "-d", "-s", pane.session,
+    subprocess.run(["tmux", "-S", str(pane.socket), "new-session", "-d", "-s", pane.session,
                     "-x", "200", "-y", "50", "-c", str(REPO), "sh", "-c", script],
                    check=True, timeout=10)
     try:
         yield pane
     finally:
-        subprocess.run(["tmux", "-L", pane.server, "kill-session", "-t", pane.session],
+        subprocess.run(["tmux", "-S", str(pane.socket), "kill-session", "-t", pane.session],
                        capture_output=True, timeout=10, check=False)
 
 
@@ -95,9 +95,10 @@ def _migrating(cluster: Cluster, job_id: str) -> bool:
     return bool(moves) and moves[0].state == "migrating"
 
 
-def test_ctrl_c_leaves_the_job_running_and_says_how_to_cancel(cluster: Cluster) -> None:
+def test_ctrl_c_leaves_the_job_running_and_says_how_to_cancel(cluster: Cluster,
+                                                               tmp_path: Path) -> None:
     cluster.add_vm("int-1", "h1", memory_mib=3072, dirty=20)  # about 6 s in the sim
-    with cli_in_tmux(cluster, "vm", "migrate", "int-1", "--wait") as pane:
+    with cli_in_tmux(cluster, tmp_path, "vm", "migrate", "int-1", "--wait") as pane:
         job_id = pane.job_id()
         wait_for(lambda: _migrating(cluster, job_id), 30, "the move to be under way")
         before = pane.screen()
@@ -117,9 +118,10 @@ def test_ctrl_c_leaves_the_job_running_and_says_how_to_cancel(cluster: Cluster) 
     assert cluster.where("int-1") == [destination]
 
 
-def test_cancel_on_interrupt_cancels_and_the_vm_stays(cluster: Cluster) -> None:
+def test_cancel_on_interrupt_cancels_and_the_vm_stays(cluster: Cluster, tmp_path: Path,
+                                                      ) -> None:
     cluster.add_vm("int-2", "h1", memory_mib=8192, dirty=40)  # far longer than the test
-    with cli_in_tmux(cluster, "vm", "migrate", "int-2", "--wait",
+    with cli_in_tmux(cluster, tmp_path, "vm", "migrate", "int-2", "--wait",
                      "--cancel-on-interrupt") as pane:
         job_id = pane.job_id()
         wait_for(lambda: _migrating(cluster, job_id), 30, "the move to be under way")
