@@ -14,10 +14,11 @@ from workers.jobs import JobService
 
 
 def dispatch(move: Move) -> None:
-    """Send a placed move to its source host's agent."""
+    """Send a placed move to its source host's agent (the VM and its hosts first: Flower's
+    task list shows the start of the arguments)."""
     app.send_task("fleet.vm.migrate", kwargs={
-        "move_id": move.id, "vm": move.vm, "source": move.source,
-        "destination": move.destination, "job_id": move.job_id})
+        "vm": move.vm, "source": move.source, "destination": move.destination,
+        "job_id": move.job_id, "move_id": move.id})
 
 
 def service() -> JobService:

@@ -43,7 +43,9 @@ def migrate_vm(self: Task, move_id: str, vm: str, source: str, destination: str,
     outcome = runner.run(move_id)
     app.send_task("fleet.job.advance", kwargs={"job_id": job_id})
     if outcome.not_done:  # Flower and the result backend show FAILURE with the reason
-        raise MoveNotDone(f"{vm} {source} -> {destination} {outcome.state}: {outcome.detail}")
+        reason = f"{vm} {source} -> {destination} {outcome.state}: {outcome.detail}"
+        self.send_event("task-progress", result=reason)  # not the last progress sample
+        raise MoveNotDone(reason)
     return asdict(outcome)
 
 
