@@ -24,8 +24,9 @@ def dispatch(move: Move) -> None:
 def service() -> JobService:
     """The job service of this controller process (drains planned on its kept state)."""
     rt = runtime()
-    return JobService(rt.store, dispatch, placement_config(rt.settings),
-                      planner=rt.drain_planner())
+    planner = rt.drain_planner()
+    return JobService(rt.store, dispatch, placement_config(rt.settings), planner=planner,
+                      placer=planner.place)
 
 
 def _view(job_id: str) -> dict[str, Any]:

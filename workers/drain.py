@@ -17,7 +17,8 @@ from fleet.core.errors import InvalidInput
 from fleet.core.evacuation import EvacuationPlan, plan_evacuation
 from fleet.core.fleetstate import FleetState
 from fleet.core.models import VM, HostState, Job, JobKind, Move, MoveState, VMState
-from fleet.core.planmodel import PlacementConfig
+from fleet.core.placement import query, select
+from fleet.core.planmodel import PlacementConfig, plan_vm
 from fleet.settings import Settings
 from fleet.store import Store
 from workers.planstate import KeptState, build
@@ -121,7 +122,8 @@ def create_return(store: Store, host: str, concurrency: int, requested_by: str) 
 
 
 class DrainPlanner:
-    """Plans drain jobs on a kept placement state, one at a time (the state is shared)."""
+    """Plans drain jobs and places single moves on a kept placement state, one at a time
+    (the state is shared): no read of the whole fleet per move."""
 
     def __init__(self, store: Store, config: PlacementConfig) -> None:
         self.store = store
@@ -134,6 +136,16 @@ class DrainPlanner:
             plan = plan_drain(self.kept.get(), drained_hosts(job), job.concurrency)
             took_ms = (time.perf_counter() - started) * 1000
         fill_drain(self.store, job, plan, took_ms)
+
+    def place(self, vm: VM, exclude: Sequence[str]) -> str | None:
+        """The best host for ``vm`` other than its own and ``exclude``, or None."""
+        with self._lock:
+            st = self.kept.get()
+            with st.trial():
+                if vm.name in st.placed:
+                    st.remove(vm.name)
+                chosen = select(st, query(st, plan_vm(vm, vm.rule), exclude))
+            return None if chosen is None else st.hosts[chosen].name
 
 
 def catch_up(store: Store, job: Job, moves: list[Move]) -> list[Move] | None:

@@ -52,6 +52,8 @@ class JobService:
     clock: Callable[[], float] = time.time
     planner: Callable[[Job], None] | None = None
     """Plans a drain job that has no moves yet (the controller's kept state)."""
+    placer: Callable[[VM, list[str]], str | None] | None = None
+    """Places one VM on the kept state, excluding hosts (else the store is read whole)."""
 
     def start(self, job_id: str) -> Job:
         def begin(job: Job) -> Job | None:
@@ -158,6 +160,8 @@ class JobService:
             return None
         if move.planned and move.planned not in banned:
             return move.planned
+        if self.placer is not None:
+            return self.placer(vm, banned)
         vms = self.store.list_vms()
         return pick_host(vm, self.store.list_hosts(), self.store.usage(vms), exclude=banned,
                          vms=vms, config=self.config)

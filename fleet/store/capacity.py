@@ -1,7 +1,8 @@
 """Capacity claims: what in-flight moves reserve on their destinations.
 
-A reservation is atomic against every other reservation on the same host (WATCH on the
-host's claims hash), so concurrent plans never overcommit it. Mixed into ``Store``.
+A reservation is one script against the host's claims and the capacity ledger
+(``store/ledger.py``), atomic against every other reservation, so concurrent plans never
+overcommit a host. Mixed into ``Store``.
 """
 
 from __future__ import annotations
@@ -9,10 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import redis
-
-from fleet.core.errors import Conflict
 from fleet.core.models import VM
+from fleet.store import ledger
 from fleet.store.changes import CHANGES_MAXLEN, RELEASE, changed
 from fleet.store.keys import Keys
 
@@ -36,38 +35,31 @@ class Capacity:
 
     def try_reserve(self, host: str, move_id: str, vcpus: int, memory_mib: int,
                     limit: tuple[float, int]) -> bool:
-        """Reserve capacity on ``host`` unless VMs plus claims would pass ``limit``.
+        """Reserve capacity on ``host`` unless its VMs plus claims would pass ``limit``.
 
-        Atomic against other reservations on the same host (WATCH on its claims), so
-        concurrent plans never overcommit it.
+        One script reads the host's ledger counters and claims and writes the claim, so
+        concurrent plans never overcommit a host, and the cost does not grow with the fleet.
         """
-        key = self.keys.claims(host)
-        claim = json.dumps({"vcpus": vcpus, "memory_mib": memory_mib})
-        for _ in range(50):
-            with self.r.pipeline() as pipe:
-                try:
-                    pipe.watch(key)
-                    claims = [json.loads(v) for k, v in pipe.hgetall(key).items()
-                              if k != move_id]
-                    cpu = sum(c["vcpus"] for c in claims) + vcpus
-                    mem = sum(c["memory_mib"] for c in claims) + memory_mib
-                    vm_cpu, vm_mem = self._vm_usage(host)
-                    if cpu + vm_cpu > limit[0] or mem + vm_mem > limit[1]:
-                        pipe.unwatch()
-                        return False
-                    pipe.multi()
-                    pipe.hset(key, move_id, claim)
-                    changed(pipe, self.keys, "claim", host=host, move=move_id, sign=1,
-                            claim=json.loads(claim))
-                    pipe.execute()
-                    return True
-                except redis.WatchError:
-                    continue
-        raise Conflict(f"too much contention reserving on {host}")
+        args = (move_id, vcpus, memory_mib, limit[0], limit[1], host, CHANGES_MAXLEN)
+        keys = (self.keys.claims(host), self.keys.usage, self.keys.changes)
+        done = int(self.r.eval(ledger.RESERVE, 3, *keys, *args))
+        if done == ledger.NOT_BUILT:
+            self.rebuild_ledger()
+            done = int(self.r.eval(ledger.RESERVE, 3, *keys, *args))
+        return done == 1
 
-    def _vm_usage(self, host: str) -> tuple[int, int]:
-        mine = [v for v in self.list_vms() if v.host == host]
-        return sum(v.vcpus for v in mine), sum(v.memory_mib for v in mine)
+    def rebuild_ledger(self) -> None:
+        """Recount the capacity ledger from every VM record (atomic; for a store written
+        before the ledger existed, or records written around the store)."""
+        self.r.eval(ledger.REBUILD, 2, self.keys.vms, self.keys.usage, self.keys.vm_prefix)
+
+    def ledger_usage(self) -> dict[str, tuple[int, int]]:
+        """Per host, vCPUs and MiB its VM records use, from the ledger."""
+        raw = self.r.hgetall(self.keys.usage)
+        if ledger.BUILT not in raw:
+            self.rebuild_ledger()
+            raw = self.r.hgetall(self.keys.usage)
+        return ledger.used(raw)
 
     def release(self, host: str, move_id: str) -> None:
         """Drop a claim (and record that in the change stream) if it exists."""
@@ -81,18 +73,29 @@ class Capacity:
 
     def claimed(self, host: str) -> tuple[int, int]:
         """vCPUs and MiB reserved on ``host`` by in-flight moves."""
-        claims = [json.loads(v) for v in self.r.hvals(self.keys.claims(host))]
-        return sum(c["vcpus"] for c in claims), sum(c["memory_mib"] for c in claims)
+        return _sum_claims(self.r.hvals(self.keys.claims(host)))
 
     def usage(self, vms: list[VM] | None = None) -> dict[str, tuple[int, int]]:
-        """Per host, vCPUs and MiB used by its VMs (``vms``, else read) plus reserved by
-        in-flight moves."""
+        """Per host, vCPUs and MiB used by its VMs (``vms``, else the ledger) plus
+        reserved by in-flight moves; two round trips whatever the fleet's size."""
         used: dict[str, tuple[int, int]] = {}
-        for vm in self.list_vms() if vms is None else vms:
+        if vms is None:
+            used = self.ledger_usage()
+        for vm in vms or []:
             cpu, mem = used.get(vm.host, (0, 0))
             used[vm.host] = (cpu + vm.vcpus, mem + vm.memory_mib)
-        for host in self.r.smembers(self.keys.hosts):
+        hosts = sorted(self.r.smembers(self.keys.hosts))
+        with self.r.pipeline(transaction=False) as pipe:
+            for host in hosts:
+                pipe.hvals(self.keys.claims(host))
+            claims = pipe.execute()
+        for host, values in zip(hosts, claims, strict=True):
             cpu, mem = used.get(host, (0, 0))
-            c_cpu, c_mem = self.claimed(host)
+            c_cpu, c_mem = _sum_claims(values)
             used[host] = (cpu + c_cpu, mem + c_mem)
         return used
+
+
+def _sum_claims(values: list[str]) -> tuple[int, int]:
+    claims = [json.loads(v) for v in values]
+    return sum(c["vcpus"] for c in claims), sum(c["memory_mib"] for c in claims)

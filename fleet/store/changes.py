@@ -4,17 +4,20 @@ VM records (full record, so applying a change twice is harmless), VMs removed, h
 states, hosts added or changed, and capacity claims (keyed by move, also idempotent)
 are appended in the same transaction as the write itself. A process that keeps a
 placement state (the controller) follows the stream instead of rebuilding.
-``cas_vm`` is the one VM-record write that does both: versioned compare-and-set plus
-its change record, used by the store and (under the monitor's lease) by failover.
+``cas_vm`` is the one VM-record write that does all: versioned compare-and-set, its
+change record and its capacity ledger change (``store/ledger.py``), used by the store
+and (under the monitor's lease) by failover.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from typing import Any
 
 from fleet.core.models import VM
+from fleet.store import ledger
 from fleet.store.keys import Keys
 from fleet.store.records import Guard, cas
 
@@ -47,12 +50,17 @@ def cas_vm(client: Any, keys: Keys, name: str, mutate: Callable[[VM], VM | None]
     """Compare-and-set VM record ``name`` (None: absent, or ``mutate`` declined): every
     write raises the record's ``version`` and enters the change stream; ``guard`` as in
     ``cas``."""
+    before: list[VM] = []
+
     def versioned(vm: VM) -> VM | None:
-        version = vm.version
+        before[:] = [copy.copy(vm)]  # ``mutate`` may change ``vm`` in place
         new = mutate(vm)
         if new is not None:
-            new.version = version + 1
+            new.version = before[0].version + 1
         return new
 
-    return cas(client, keys.vm(name), VM, versioned, guard=guard,
-               extra=lambda pipe, vm: changed(pipe, keys, "vm", record=vm.to_dict()))
+    def extra(pipe: Any, vm: VM) -> None:
+        ledger.delta(pipe, keys.usage, before[0], vm)
+        changed(pipe, keys, "vm", record=vm.to_dict())
+
+    return cas(client, keys.vm(name), VM, versioned, guard=guard, extra=extra)

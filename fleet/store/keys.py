@@ -30,6 +30,8 @@ class Keys:
 
     hosts = property(lambda self: self._k("hosts"))
     vms = property(lambda self: self._k("vms"))
+    usage = property(lambda self: self._k("usage"))
+    """The capacity ledger: vCPUs and MiB of VM records per host (``store/ledger.py``)."""
     jobs = property(lambda self: self._k("jobs"))
     active_moves = property(lambda self: self._k("moves", "active"))
     audit = property(lambda self: self._k("events"))
@@ -46,6 +48,11 @@ class Keys:
 
     def vm(self, name: str) -> str:
         return self._k("vm", name)
+
+    @property
+    def vm_prefix(self) -> str:
+        """What ``vm(name)`` puts before the name."""
+        return self._k("vm") + ":"
 
     def vm_lock(self, name: str) -> str:
         """Holds the id of the move that owns a VM; SET NX makes one move per VM."""

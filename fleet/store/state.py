@@ -18,8 +18,9 @@ from redis.lock import Lock
 from fleet.core.errors import NotFound
 from fleet.core.lifecycle import ACTIVE_MOVE_STATES, can_move
 from fleet.core.models import VM, Host, Job, Move, MoveState
+from fleet.store import ledger
 from fleet.store.capacity import Capacity
-from fleet.store.changes import cas_vm, changed
+from fleet.store.changes import CHANGES_MAXLEN, cas_vm, changed
 from fleet.store.failover import FailoverStore
 from fleet.store.jobs import JobRecords
 from fleet.store.journal import Journal
@@ -108,11 +109,10 @@ class Store(Capacity, JobRecords):
 
     # -- VMs -----------------------------------------------------------------
     def put_vm(self, vm: VM) -> None:
-        with self.r.pipeline() as pipe:
-            pipe.set(self.keys.vm(vm.name), dump(vm))
-            pipe.sadd(self.keys.vms, vm.name)
-            changed(pipe, self.keys, "vm", record=vm.to_dict())
-            pipe.execute()
+        """Write ``vm`` whatever the record holds (with its ledger and change records)."""
+        change = json.dumps({"record": vm.to_dict()}, separators=(",", ":"))
+        self.r.eval(ledger.PUT_VM, 4, self.keys.vm(vm.name), self.keys.vms, self.keys.usage,
+                    self.keys.changes, vm.name, dump(vm), change, CHANGES_MAXLEN)
 
     def add_vm(self, vm: VM) -> bool:
         """Write ``vm`` only if no record of that name exists (adoption); False if one
@@ -127,6 +127,7 @@ class Store(Capacity, JobRecords):
                 pipe.multi()
                 pipe.set(key, dump(vm))
                 pipe.sadd(self.keys.vms, vm.name)
+                ledger.delta(pipe, self.keys.usage, None, vm)
                 changed(pipe, self.keys, "vm", record=vm.to_dict())
                 pipe.execute()
             except redis.WatchError:
@@ -147,6 +148,7 @@ class Store(Capacity, JobRecords):
                 pipe.multi()
                 pipe.delete(key)
                 pipe.srem(self.keys.vms, name)
+                ledger.delta(pipe, self.keys.usage, current, None)
                 changed(pipe, self.keys, "vm_gone", name=name)
                 pipe.execute()
             except redis.WatchError:
@@ -155,11 +157,9 @@ class Store(Capacity, JobRecords):
 
     def delete_vm(self, name: str) -> None:
         """Forget a VM record (the caller destroyed the domain)."""
-        with self.r.pipeline() as pipe:
-            pipe.delete(self.keys.vm(name))
-            pipe.srem(self.keys.vms, name)
-            changed(pipe, self.keys, "vm_gone", name=name)
-            pipe.execute()
+        change = json.dumps({"name": name}, separators=(",", ":"))
+        self.r.eval(ledger.DELETE_VM, 4, self.keys.vm(name), self.keys.vms, self.keys.usage,
+                    self.keys.changes, name, change, CHANGES_MAXLEN)
 
     def find_vm(self, name: str) -> VM | None:
         return load(VM, self.r.get(self.keys.vm(name)))

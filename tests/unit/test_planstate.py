@@ -88,3 +88,25 @@ def test_changes_are_applied_without_rebuilding() -> None:
     assert kept.rebuilds == built
     store.put_host(Host("h5", 8, 8192))  # a new host: only a rebuild knows it
     assert "h5" in kept.get().index and kept.rebuilds == built + 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(op, max_size=40), exclude=st.lists(st.sampled_from(HOSTS), max_size=2))
+def test_a_single_move_is_placed_on_the_kept_state_as_on_a_fresh_read(
+        steps: list[tuple[object, ...]], exclude: list[str]) -> None:
+    from fleet.core.placement import pick_host
+    from workers.drain import DrainPlanner
+
+    store = Store(fakeredis.FakeRedis(decode_responses=True), Keys("k"))
+    for name in HOSTS:
+        store.put_host(Host(name, 16, 32768))
+    config = PlacementConfig()
+    planner = DrainPlanner(store, config)
+    planner.place(VM("probe", "u", "h1", 1, 256), [])
+    for step in steps:
+        _do(store, planner.kept, step)
+    vms = store.list_vms()
+    for vm in vms:
+        fresh = pick_host(vm, store.list_hosts(), store.usage(vms), exclude, vms=vms,
+                          config=config)
+        assert planner.place(vm, exclude) == fresh, vm
