@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     """A job still pending this long after its creation lost its start message."""
     reconcile_interval_s: float = Field(5.0, gt=0)
     redeliver_after_s: float = Field(120.0, gt=0)
+    retention_s: float = Field(7 * 86400.0, ge=60, le=366 * 86400.0)
+    """Finished jobs, their moves and events, and audit events are deleted this long
+    after they ended (the audit stream is also capped by length)."""
     poll_interval_s: float = Field(0.5, gt=0, le=1.0)
     migration_timeout_per_gib_s: float = Field(300.0, gt=0)
     migration_timeout_min_s: float = Field(60.0, gt=0)

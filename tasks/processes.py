@@ -90,8 +90,11 @@ def run_controller(settings: Settings) -> None:
     fence_kinds = kinds(settings.fence)
 
     def sweep() -> None:
-        rt.store.failover.publish_fence(me, fence_kinds, time.time())
+        now = time.time()
+        rt.store.failover.publish_fence(me, fence_kinds, now)
         jobs.sweep(settings.redeliver_after_s, settings.pending_job_after_s)
+        rt.store.prune_jobs(now - settings.retention_s)
+        rt.store.journal.trim_audit(now - settings.retention_s)
 
     sweep()
     Ticker("job-sweeper", settings.reconcile_interval_s, sweep).start()

@@ -194,6 +194,24 @@ class JobRecords:
                 self.emit("", "vm.lock_freed", vm=vm, owner=owner)
         return freed
 
+    def prune_jobs(self, before: float, batch: int = 500) -> int:
+        """Delete jobs that ended before ``before`` with their moves and events (the
+        retention period); jobs still running are kept whatever their age. At most
+        ``batch`` of the oldest jobs are looked at per call; returns how many went."""
+        ids = self.r.zrangebyscore(self.keys.jobs, "-inf", before, start=0, num=batch)
+        raws = self.r.mget([self.keys.job(i) for i in ids]) if ids else []
+        gone = 0
+        with self.r.pipeline(transaction=False) as pipe:
+            for job_id, job in zip(ids, (load(Job, raw) for raw in raws), strict=True):
+                if job is not None and not (job.terminal and job.finished_at < before):
+                    continue
+                moves = [self.keys.move(m) for m in job.moves] if job is not None else []
+                pipe.delete(self.keys.job(job_id), self.keys.job_events(job_id), *moves)
+                pipe.zrem(self.keys.jobs, job_id)
+                gone += 1
+            pipe.execute()
+        return gone
+
     def _owner_lives(self, move_id: str) -> bool:
         move = self.find_move(move_id)
         return move is not None and not move.terminal and self.find_job(move.job_id) is not None

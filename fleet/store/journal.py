@@ -57,6 +57,11 @@ class Journal:
         rows = self.r.xrevrange(self.keys.audit, "+", "-", count=count)
         return [(eid, _event(fields)) for eid, fields in reversed(rows)]
 
+    def trim_audit(self, before: float) -> int:
+        """Drop audit events older than ``before`` (epoch seconds); how many went."""
+        return int(self.r.xtrim(self.keys.audit, minid=f"{int(before * 1000)}-0",
+                                approximate=False))
+
     def count(self, name: str, amount: float = 1.0, **labels: str) -> None:
         """Add ``amount`` to counter ``name`` with ``labels``."""
         field = json.dumps(labels, sort_keys=True)
