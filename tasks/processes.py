@@ -9,15 +9,16 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable
 
 from fleet.settings import Settings, redacted
+from fleet.store import Store
 from tasks.app import app
 from tasks.routing import CONTROL_QUEUE, host_queue, worker_name
 from tasks.runtime import Runtime, configure
 from workers.fencing import kinds
-from workers.heartbeat import Ticker, beat_once
+from workers.heartbeat import Ticker, beat_hosts
 from workers.hostfacts import Registration
+from workers.hypervisors.factory import open_hypervisor
 from workers.inventory import sweep_strays
 from workers.reconciler import Reconciler
 from workers.watcher import HostWatcher
@@ -44,17 +45,29 @@ def start_watchers(rt: Runtime, reg: Registration) -> list[HostWatcher]:
     return watchers
 
 
-def _beater(rt: Runtime, host: str) -> Callable[[], None]:
-    def beat() -> None:
-        beat_once(rt.store, rt.hypervisor(host), rt.runner_id(host), rt.settings.heartbeat_ttl_s)
+def heartbeats(rt: Runtime) -> Ticker:
+    """One ticker for every host this agent serves, on its own Redis connection (sim
+    hosts read through it too), so heartbeats never wait behind task work; all hosts'
+    heartbeats go in one round trip."""
+    s = rt.settings
+    beats = Store.connect(s.redis_url, s.prefix, max_connections=2)
+    hvs = [open_hypervisor(rt.driver, h, "", beats, s) if rt.driver == "sim"
+           else rt.hypervisor(h) for h in rt.hosts]
+    started = [0.0]
 
-    return beat
+    def beat() -> None:
+        started[0] = time.monotonic()
+        beat_hosts(beats, hvs, rt.runner_id, s.heartbeat_ttl_s)
+
+    def pause() -> float:  # a fixed rate: a slow round does not stretch the period
+        return max(0.0, s.heartbeat_interval_s - (time.monotonic() - started[0]))
+
+    return Ticker("heartbeats", s.heartbeat_interval_s, beat, pause)
 
 
 def start_agent_threads(rt: Runtime) -> list[Ticker]:
     s = rt.settings
-    tickers = [Ticker(f"heartbeat-{h}", s.heartbeat_interval_s, _beater(rt, h))
-               for h in rt.hosts]
+    tickers = [heartbeats(rt)]
     reconciler = Reconciler(rt.store, {h: rt.hypervisor(h) for h in rt.hosts}, rt.locate, s,
                             rt.runner_id(rt.hosts[0]))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from fleet.core.hypervisor import Hypervisor, HypervisorError, PoweredOff
@@ -13,12 +13,13 @@ from fleet.store import Store
 log = logging.getLogger(__name__)
 
 
-def beat_once(store: Store, hv: Hypervisor, agent_id: str, ttl_s: float) -> None:
-    """One heartbeat with libvirt health and the domains this host runs."""
+def reading(hv: Hypervisor, agent_id: str) -> dict[str, object] | None:
+    """What one heartbeat of ``hv``'s host says: libvirt health and the domains it runs;
+    None for a host without power (it sends nothing)."""
     try:
         healthy = hv.healthy()
     except PoweredOff:
-        return  # a host without power sends nothing
+        return None
     except HypervisorError as exc:
         healthy, error = False, str(exc)
     else:
@@ -27,8 +28,30 @@ def beat_once(store: Store, hv: Hypervisor, agent_id: str, ttl_s: float) -> None
         domains = [{"name": d.name, "state": d.state.value} for d in hv.list_domains()]
     except HypervisorError as exc:
         domains, error = [], error or str(exc)
-    store.beat(hv.host, {"agent": agent_id, "hypervisor_ok": healthy, "domains": domains,
-                         "error": error}, ttl_s)
+    return {"agent": agent_id, "hypervisor_ok": healthy, "domains": domains, "error": error}
+
+
+def beat_once(store: Store, hv: Hypervisor, agent_id: str, ttl_s: float) -> None:
+    """One heartbeat with libvirt health and the domains this host runs."""
+    info = reading(hv, agent_id)
+    if info is not None:
+        store.beat(hv.host, info, ttl_s)
+
+
+def beat_hosts(store: Store, hvs: Sequence[Hypervisor], agent_id: Callable[[str], str],
+               ttl_s: float) -> int:
+    """One heartbeat for each host of ``hvs``, written in one round trip; how many."""
+    infos = {}
+    for hv in hvs:
+        try:
+            info = reading(hv, agent_id(hv.host))
+        except Exception:  # one host's failure must not silence the others
+            log.exception("heartbeat of %s failed", hv.host)
+            continue
+        if info is not None:
+            infos[hv.host] = info
+    store.beat_many(infos, ttl_s)
+    return len(infos)
 
 
 @dataclass

@@ -28,6 +28,10 @@ from fleet.store.keys import Keys
 from fleet.store.records import cas, dump, load
 
 Clock = Callable[[], float]
+MAX_CONNECTIONS = 64
+POOL_WAIT_S = 10.0
+SOCKET_TIMEOUT_S = 30.0  # above any blocking read fleet makes (at most a few seconds)
+CONNECT_TIMEOUT_S = 5.0
 
 
 def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
@@ -58,9 +62,14 @@ class Store(Capacity, JobRecords):
         return self.clock()
 
     @classmethod
-    def connect(cls, url: str, prefix: str) -> Store:
-        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
-        return cls(client, Keys(prefix))
+    def connect(cls, url: str, prefix: str, max_connections: int = MAX_CONNECTIONS) -> Store:
+        """A store on its own bounded pool: a thread waits up to ``POOL_WAIT_S`` for a
+        free connection (never fails at once), and no reply is awaited forever."""
+        pool = redis.BlockingConnectionPool.from_url(
+            url, decode_responses=True, health_check_interval=30,
+            max_connections=max_connections, timeout=POOL_WAIT_S,
+            socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S)
+        return cls(redis.Redis(connection_pool=pool), Keys(prefix))
 
     # -- hosts ---------------------------------------------------------------
     def put_host(self, host: Host) -> None:
@@ -102,6 +111,17 @@ class Store(Capacity, JobRecords):
     def beat(self, host: str, info: dict[str, Any], ttl_s: float) -> None:
         payload = json.dumps({**info, "at": self.clock()})
         self.r.set(self.keys.heartbeat(host), payload, px=int(ttl_s * 1000))
+
+    def beat_many(self, infos: dict[str, dict[str, Any]], ttl_s: float) -> None:
+        """Heartbeats of several hosts in one round trip."""
+        if not infos:
+            return
+        at = self.clock()
+        with self.r.pipeline(transaction=False) as pipe:
+            for host, info in infos.items():
+                pipe.set(self.keys.heartbeat(host), json.dumps({**info, "at": at}),
+                         px=int(ttl_s * 1000))
+            pipe.execute()
 
     def heartbeat(self, host: str) -> dict[str, Any] | None:
         raw = self.r.get(self.keys.heartbeat(host))
