@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLEET_", extra="forbid", allow_inf_nan=False)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_ride_out_s: float = Field(30.0, ge=0, le=600)
+    """How long agents, controllers and monitors retry a Redis command whose connection
+    failed (a Redis restart, a Sentinel promotion) before the command fails."""
     prefix: str = "fleet"
     heartbeat_interval_s: float = Field(1.0, gt=0)
     heartbeat_ttl_s: float = Field(5.0, gt=0)
@@ -90,8 +93,13 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
+        if value.startswith("sentinel://"):
+            from fleet.core.sentinel_url import parse_sentinel
+
+            parse_sentinel(value)
+            return value
         if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+            raise ValueError("must start with redis://, rediss://, unix:// or sentinel://")
         return value
 
     @field_validator("prefix")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from fleet.core.sentinel_url import SENTINEL, parse_sentinel
 from fleet.settings import Settings, load_settings
 from fleet.store.keys import Keys
 from tasks import resilience
@@ -22,13 +23,17 @@ TASK_MODULES = ["tasks.host_tasks", "tasks.control_tasks", "tasks.failover_tasks
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
-    transport = {
+    transport: dict[str, object] = {
         "visibility_timeout": settings.visibility_timeout_s,
         "global_keyprefix": Keys(settings.prefix).celery,
     }
+    url = settings.redis_url
+    if url.startswith(SENTINEL):
+        url, options = parse_sentinel(url).celery()
+        transport.update(options)
     return {
-        "broker_url": settings.redis_url,
-        "result_backend": settings.redis_url,
+        "broker_url": url,
+        "result_backend": url,
         "broker_transport_options": transport,
         "result_backend_transport_options": dict(transport),
         "task_serializer": "json",

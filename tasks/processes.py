@@ -12,6 +12,7 @@ import time
 
 from fleet.settings import Settings, redacted
 from fleet.store import Store
+from fleet.store.connection import server_id
 from tasks.app import app
 from tasks.routing import CONTROL_QUEUE, host_queue, worker_name
 from tasks.runtime import Runtime, configure
@@ -50,7 +51,8 @@ def heartbeats(rt: Runtime) -> Ticker:
     hosts read through it too), so heartbeats never wait behind task work; all hosts'
     heartbeats go in one round trip."""
     s = rt.settings
-    beats = Store.connect(s.redis_url, s.prefix, max_connections=2)
+    beats = Store.connect(s.redis_url, s.prefix, max_connections=2,
+                          ride_out_s=s.redis_ride_out_s)
     hvs = [open_hypervisor(rt.driver, h, "", beats, s) if rt.driver == "sim"
            else rt.hypervisor(h) for h in rt.hosts]
     started = [0.0]
@@ -94,6 +96,18 @@ def run_agent(settings: Settings, hosts: list[str], driver: str, uri: str,
             concurrency=max(4, 2 * len(hosts)))
 
 
+def recount_after_a_switch(store: Store, last: str) -> str:
+    """Recount the capacity ledger when another Redis server answers than last time (a
+    Sentinel promotion may lose or, through a retried command, repeat a recent write);
+    returns the server's run id."""
+    now = server_id(store.r)
+    if last and now != last:
+        log.warning("another Redis server answers (run id %s, was %s): recounting the"
+                    " capacity ledger", now, last)
+        store.rebuild_ledger()
+    return now
+
+
 def run_controller(settings: Settings) -> None:
     from tasks.control_tasks import service
 
@@ -102,8 +116,11 @@ def run_controller(settings: Settings) -> None:
     me = f"controller@{socket.gethostname()}"
     fence_kinds = kinds(settings.fence)
 
+    server = [""]
+
     def sweep() -> None:
         now = time.time()
+        server[0] = recount_after_a_switch(rt.store, server[0])
         rt.store.failover.publish_fence(me, fence_kinds, now)
         jobs.sweep(settings.redeliver_after_s, settings.pending_job_after_s)
         rt.store.prune_jobs(now - settings.retention_s)

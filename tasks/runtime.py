@@ -69,7 +69,8 @@ def runtime() -> Runtime:
     """This process's runtime, created from the environment on first use."""
     if "rt" not in _current:
         settings = load_settings()
-        _current["rt"] = Runtime(settings, Store.connect(settings.redis_url, settings.prefix))
+        _current["rt"] = Runtime(settings, Store.connect(settings.redis_url, settings.prefix,
+                                             ride_out_s=settings.redis_ride_out_s))
     return _current["rt"]
 
 
@@ -77,6 +78,7 @@ def configure(settings: Settings, hosts: list[str] | None = None, driver: str = 
               uri: str = "") -> Runtime:
     """Set this process's runtime: an agent serving ``hosts``, or (no hosts) a controller
     or monitor."""
-    store = Store.connect(settings.redis_url, settings.prefix)
+    store = Store.connect(settings.redis_url, settings.prefix,
+                          ride_out_s=settings.redis_ride_out_s)
     _current["rt"] = Runtime(settings, store, driver=driver, uri=uri, hosts=list(hosts or []))
     return _current["rt"]

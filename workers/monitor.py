@@ -45,6 +45,7 @@ from fleet.core.models import VM, Host, HostState, Job, JobKind, JobState, VMSta
 from fleet.core.vmguard import GuardConfig, GuardView, RecordState, StartInPlace, Watch, guard
 from fleet.settings import Settings
 from fleet.store import Store
+from fleet.store.connection import server_id
 from workers.adoption import adopt, running_elsewhere, settle_orphans
 from workers.witness import Witness
 
@@ -93,6 +94,10 @@ class Monitor:
     reports: dict[str, dict[str, str]] = field(default_factory=dict)
     epoch: int = 0
     term: Term | None = None
+    last_round: float | None = None
+    """When this monitor last began a round that read Redis (None: not yet)."""
+    server: str = ""
+    """The run id of the Redis server last read: another one means a failover."""
 
     def __post_init__(self) -> None:
         self.config = failover_config(self.settings)
@@ -113,6 +118,30 @@ class Monitor:
             self.witness.check(h for h in hosts if h.state in PROBED
                                and self._last_sign(h.name, now) <= late)
 
+    def _after_a_gap(self, now: float) -> None:
+        """After a time this monitor could not read Redis, or when another Redis server
+        answers (a Sentinel promotion: heartbeats written to the old master may be lost,
+        agents reconnect later), nobody's silence is held against them: every host's
+        clock starts again now, so a host is judged only after a full ``down_after_s``
+        of silence that this monitor watched. A Redis failover thus fences nobody."""
+        server = server_id(self.store.r)
+        since = None if self.last_round is None else now - self.last_round
+        cut_off = since is not None and since > self._gap_s
+        moved = bool(self.server) and server != self.server
+        if cut_off or moved:
+            why = "another Redis server answers" if moved else \
+                f"no round for {since:.1f}s"
+            log.warning("monitor %s: %s; every host's silence counts from now", self.me, why)
+            self.store.emit("", "monitor.redis_gap", monitor=self.me, detail=why)
+            self.last_beat = {h: now for h in self.last_beat}
+            self.first_seen = {h: now for h in self.first_seen}
+        self.server, self.last_round = server, now
+
+    @property
+    def _gap_s(self) -> float:
+        """A pause between rounds longer than this means Redis could not be read."""
+        return max(3 * self.settings.monitor_interval_s, 2.0)
+
     def _last_sign(self, host: str, now: float) -> float:
         """The host's newest heartbeat, or when this monitor first saw it without one."""
         return self.last_beat.get(host) or self.first_seen.setdefault(host, now)
@@ -122,6 +151,7 @@ class Monitor:
         was lost during the round (nothing more is written or sent then)."""
         now = self.clock()
         hosts = self.store.list_hosts()
+        self._after_a_gap(now)
         self.observe_beats(now, hosts)
         term = self.store.failover.claim(self.me, self.config.lease_ttl_s)
         if term is None:

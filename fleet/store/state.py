@@ -18,7 +18,7 @@ from redis.lock import Lock
 from fleet.core.errors import NotFound
 from fleet.core.lifecycle import ACTIVE_MOVE_STATES, can_move
 from fleet.core.models import VM, Host, Job, Move, MoveState
-from fleet.store import ledger
+from fleet.store import connection, ledger
 from fleet.store.capacity import Capacity
 from fleet.store.changes import CHANGES_MAXLEN, cas_vm, changed
 from fleet.store.failover import FailoverStore
@@ -28,20 +28,11 @@ from fleet.store.keys import Keys
 from fleet.store.records import cas, dump, load
 
 Clock = Callable[[], float]
-MAX_CONNECTIONS = 64
-POOL_WAIT_S = 10.0
-SOCKET_TIMEOUT_S = 30.0  # above any blocking read fleet makes (at most a few seconds)
-CONNECT_TIMEOUT_S = 5.0
 
 
 def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
-    """Whether a Redis server answers at ``url``."""
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s,
-                                      socket_timeout=timeout_s)
-        return bool(client.ping())
-    except (redis.RedisError, ValueError):
-        return False
+    """Whether a Redis server answers at ``url`` (for Sentinel: the master)."""
+    return connection.answers(url, timeout_s)
 
 
 class Store(Capacity, JobRecords):
@@ -62,14 +53,13 @@ class Store(Capacity, JobRecords):
         return self.clock()
 
     @classmethod
-    def connect(cls, url: str, prefix: str, max_connections: int = MAX_CONNECTIONS) -> Store:
-        """A store on its own bounded pool: a thread waits up to ``POOL_WAIT_S`` for a
-        free connection (never fails at once), and no reply is awaited forever."""
-        pool = redis.BlockingConnectionPool.from_url(
-            url, decode_responses=True, health_check_interval=30,
-            max_connections=max_connections, timeout=POOL_WAIT_S,
-            socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S)
-        return cls(redis.Redis(connection_pool=pool), Keys(prefix))
+    def connect(cls, url: str, prefix: str, max_connections: int = connection.MAX_CONNECTIONS,
+                ride_out_s: float = 0.0) -> Store:
+        """A store on its own bounded pool (``store.connection``): a plain Redis URL or a
+        Sentinel-watched master. Long-running processes pass ``ride_out_s`` (settings'
+        ``redis_ride_out_s``) so a Redis restart or failover delays their commands
+        instead of failing them; the CLI fails at once."""
+        return cls(connection.client(url, max_connections, ride_out_s=ride_out_s), Keys(prefix))
 
     # -- hosts ---------------------------------------------------------------
     def put_host(self, host: Host) -> None:
