@@ -430,3 +430,40 @@ def test_deploy_readme_covers_the_files() -> None:
     readme = DEPLOY_README.read_text()
     for name in [*UNIT_NAMES, "fleet.env.example", "compose.yaml", ENV_FILE]:
         assert name in readme, f"deploy/README.md does not mention {name}"
+
+
+SENTINEL_COMPOSE = ROOT / "compose.sentinel.yaml"
+
+
+def test_the_sentinel_variant_overrides_real_services_with_valid_settings() -> None:
+    from fleet.core.sentinel_url import parse_sentinel
+
+    base = _compose()["services"]
+    data = yaml.safe_load(SENTINEL_COMPOSE.read_text())
+    services = data["services"]
+    sentinels = {n for n in services if n.startswith("sentinel-")}
+    assert len(sentinels) == 3 and "redis-replica" in services
+    fields = _settings_fields()
+    for name, _, _ in _variables(SENTINEL_COMPOSE.read_text()):
+        assert name in fields or name in COMPOSE_ONLY, name
+    for name in ("controller", "monitor", "flower", "agent"):
+        assert name in base, f"{name} overrides no service of compose.yaml"
+        url = _interpolate(_environment(services[name])["FLEET_REDIS_URL"])
+        found = parse_sentinel(url)
+        assert found.master == "fleet" and len(found.sentinels) == 3 and found.password
+        if name != "agent":  # inside the compose network: the sentinel services by name
+            assert {h for h, _ in found.sentinels} == sentinels
+        Settings(redis_url=url)
+
+
+def test_the_sentinels_write_a_configuration_that_watches_the_master() -> None:
+    data = yaml.safe_load(SENTINEL_COMPOSE.read_text())
+    entry = data["services"]["sentinel-1"]["entrypoint"]
+    script = entry[2].replace("$$", "$").split(" && exec ")[0].replace(
+        "/tmp/sentinel.conf", "/dev/stdout")
+    out = subprocess.run(["sh", "-c", script], env={"FLEET_REDIS_PASSWORD": "pw"},
+                         capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    assert "sentinel monitor fleet redis 6379 2" in lines  # a quorum of 2 of 3
+    assert "sentinel auth-pass fleet pw" in lines and "port 26379" in lines
+    assert entry[2].endswith("exec redis-server /tmp/sentinel.conf --sentinel")
