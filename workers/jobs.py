@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fleet.core.allocation import limits
-from fleet.core.lifecycle import ACTIVE_MOVE_STATES, job_outcome
+from fleet.core.lifecycle import job_outcome
 from fleet.core.models import VM, Job, JobKind, JobState, Move, MoveState
 from fleet.core.placement import pick_host
 from fleet.core.planmodel import PlacementConfig
@@ -25,21 +25,6 @@ from workers.recovery import settle_interrupted
 log = logging.getLogger(__name__)
 Dispatch = Callable[[Move], None]
 MAX_REPLANS = 3
-
-
-def in_flight(move: Move) -> bool:
-    if MoveState(move.state) in ACTIVE_MOVE_STATES:
-        return True
-    return move.state == MoveState.PENDING.value and bool(move.destination)
-
-
-def in_flight_or_waiting(move: Move) -> bool:
-    return in_flight(move) or waiting(move)
-
-
-def waiting(move: Move) -> bool:
-    """Pending and not yet placed: the controller still has to act on it."""
-    return move.state == MoveState.PENDING.value and not move.destination
 
 
 @dataclass
@@ -90,27 +75,37 @@ class JobService:
                     return job  # only a controller with a planner may plan it
                 self.planner(job)
                 job = self.store.get_job(job_id)
-            return self._step(job, self.store.job_moves(job))
+            return self._step(job)
 
-    def _step(self, job: Job, moves: list[Move]) -> Job:
+    def _step(self, job: Job) -> Job:
         """Drop what a cancel stopped, or launch what the concurrency allows; then end
-        the job if nothing is left to do."""
+        the job if nothing is left to do. Reads the job's index, not all its moves."""
         if job.cancel_requested:
-            for move in moves:
+            for move in self.store.job_moves(job):
                 if move.state == MoveState.PENDING.value:
                     self._drop(move, MoveState.CANCELLED.value, "cancelled before it began")
             return self._maybe_finish(job)
-        if job.kind == JobKind.DRAIN.value and not any(map(in_flight_or_waiting, moves)):
-            more = catch_up(self.store, job, moves)
-            if more is None:
+        flying, waits = self.store.open_moves(job)
+        if job.kind == JobKind.DRAIN.value and flying + waits == 0:
+            if catch_up(self.store, job, self.store.job_moves(job)) is None:
                 return job  # a VM is still on its way to the drained host
-            job, moves = self.store.get_job(job.id), [*moves, *more]
-        budget = job.concurrency - sum(1 for m in moves if in_flight(m))
-        for move in (m for m in moves if waiting(m)):
-            if budget <= 0:
-                break
-            budget -= self._launch(move)
+            job = self.store.get_job(job.id)
+        self._launch_up_to(job, job.concurrency - flying)
         return self._maybe_finish(job)
+
+    def _launch_up_to(self, job: Job, budget: int) -> None:
+        """Launch waiting moves in plan order until ``budget`` of them fly."""
+        tried: set[str] = set()
+        while budget > 0:
+            batch = [m for m in self.store.waiting_moves(job, budget + len(tried))
+                     if m.id not in tried]
+            if not batch:
+                return
+            for move in batch:
+                tried.add(move.id)
+                budget -= self._launch(move)
+                if budget <= 0:
+                    return
 
     def _drop(self, move: Move, state: str, why: str) -> None:
         if self.store.set_move(move.id, state, error=why) is not None:
@@ -170,7 +165,7 @@ class JobService:
         """Dispatch again moves whose message seems lost (claims make this harmless)."""
         cutoff = self.clock() - older_than_s
         job = self.store.get_job(job_id)
-        again = [m for m in self.store.job_moves(job)
+        again = [m for m in self.store.flying_moves(job)
                  if m.state == MoveState.PENDING.value and m.destination
                  and m.dispatched_at < cutoff]
         for move in again:
@@ -202,7 +197,9 @@ class JobService:
         settle_interrupted(self.store)
 
     def _maybe_finish(self, job: Job) -> Job:
-        moves = self.store.job_moves(job)
+        if sum(self.store.open_moves(job)):
+            return job
+        moves = self.store.job_moves(job)  # once, at the job's end
         outcome = job_outcome([m.state for m in moves], cancelled=job.cancel_requested)
         if outcome is JobState.RUNNING:
             return job

@@ -18,6 +18,7 @@ import redis
 
 from fleet.core.errors import Conflict
 from fleet.core.models import Job, JobKind, Move, MoveState
+from fleet.store.jobindex import queue_new
 from fleet.store.keys import Keys
 from fleet.store.records import dump, load
 
@@ -68,16 +69,17 @@ class JobRecords:
         for move in move_list:
             move.id, move.job_id, move.created_at = self.ids(), job.id, now
         job.moves = [m.id for m in move_list]
-        busy = self._write_atomically(move_list, [],
-                                      lambda _pipe: lambda pipe: self._queue_job(pipe, job, now))
+        busy = self._write_atomically(
+            move_list, [], lambda _pipe: lambda pipe: self._queue_job(pipe, job, now, move_list))
         if busy:
             raise Conflict(f"VM {busy[0]} is already moving in job {self._owner(busy[0])}")
         self.emit(job.id, "job.created", job_kind=job.kind, by=requested_by, target=target,
                   vms=[m.vm for m in move_list])
         return job
 
-    def _queue_job(self, pipe: Any, job: Job, now: float) -> None:
+    def _queue_job(self, pipe: Any, job: Job, now: float, moves: list[Move]) -> None:
         pipe.set(self.keys.job(job.id), dump(job))
+        queue_new(pipe, self.keys, job.id, moves, 0)
         pipe.zadd(self.keys.jobs, {job.id: now})
 
     def _write_atomically(self, moves: list[Move], watched: list[str], more: _Stage,
@@ -130,8 +132,14 @@ class JobRecords:
             job = load(Job, watching.get(job_key))
             if job is None:
                 raise Conflict(f"job {job_id} vanished while adding moves")
+            first = len(job.moves)
             job.moves = [*job.moves, *(m.id for m in added)]
-            return lambda pipe: pipe.set(job_key, dump(job))
+
+            def write(pipe: Any) -> None:
+                pipe.set(job_key, dump(job))
+                queue_new(pipe, self.keys, job_id, added, first)
+
+            return write
 
         self._write_atomically(added, [job_key], extend, partial=True)
         return added
@@ -206,7 +214,7 @@ class JobRecords:
                 if job is not None and not (job.terminal and job.finished_at < before):
                     continue
                 moves = [self.keys.move(m) for m in job.moves] if job is not None else []
-                pipe.delete(self.keys.job(job_id), self.keys.job_events(job_id), *moves)
+                pipe.delete(*self.keys.job_keys(job_id), *moves)
                 pipe.zrem(self.keys.jobs, job_id)
                 gone += 1
             pipe.execute()

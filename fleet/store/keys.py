@@ -67,6 +67,23 @@ class Keys:
     def job_events(self, job_id: str) -> str:
         return self._k("job", job_id, "events")
 
+    def job_waiting(self, job_id: str) -> str:
+        """The job's moves waiting for a destination (sorted set by plan order)."""
+        return self._k("job", job_id, "waiting")
+
+    def job_flying(self, job_id: str) -> str:
+        """The job's moves placed and not finished (sorted set)."""
+        return self._k("job", job_id, "flying")
+
+    def job_indexed(self, job_id: str) -> str:
+        """Set once the job's moves are in ``job_waiting``/``job_flying``."""
+        return self._k("job", job_id, "indexed")
+
+    def job_keys(self, job_id: str) -> list[str]:
+        """Every key of a job but its moves' (for deleting it)."""
+        return [self.job(job_id), self.job_events(job_id), self.job_waiting(job_id),
+                self.job_flying(job_id), self.job_indexed(job_id)]
+
     def move(self, move_id: str) -> str:
         return self._k("move", move_id)
 

@@ -22,6 +22,7 @@ from fleet.store import connection, ledger
 from fleet.store.capacity import Capacity
 from fleet.store.changes import CHANGES_MAXLEN, cas_vm, changed
 from fleet.store.failover import FailoverStore
+from fleet.store.jobindex import JobIndex, queue_index
 from fleet.store.jobs import JobRecords
 from fleet.store.journal import Journal
 from fleet.store.keys import Keys
@@ -35,7 +36,7 @@ def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
     return connection.answers(url, timeout_s)
 
 
-class Store(Capacity, JobRecords):
+class Store(Capacity, JobRecords, JobIndex):
     """Typed access to fleet's records under one key prefix."""
 
     def __init__(self, client: redis.Redis, keys: Keys, clock: Clock = time.time,
@@ -289,8 +290,11 @@ class Store(Capacity, JobRecords):
             move.lease_until = self.clock() + lease_s
             return move
 
-        claimed = cas(self.r, self.keys.move(move_id), Move, mutate,
-                      extra=lambda pipe, m: pipe.sadd(self.keys.active_moves, m.id))
+        def extra(pipe: Any, move: Move) -> None:
+            pipe.sadd(self.keys.active_moves, move.id)
+            queue_index(pipe, self.keys, move)
+
+        claimed = cas(self.r, self.keys.move(move_id), Move, mutate, extra=extra)
         if claimed is not None:
             self.emit(claimed.job_id, "move.claimed", move=move_id, vm=claimed.vm,
                       runner=runner, attempt=claimed.attempt)
@@ -366,6 +370,7 @@ class Store(Capacity, JobRecords):
         def extra(pipe: Any, move: Move) -> None:
             if MoveState(move.state) not in ACTIVE_MOVE_STATES:
                 pipe.srem(self.keys.active_moves, move.id)
+            queue_index(pipe, self.keys, move)
 
         before = self.find_move(move_id)
         updated = cas(self.r, self.keys.move(move_id), Move, mutate, extra=extra)

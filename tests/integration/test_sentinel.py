@@ -82,7 +82,7 @@ def _fleet(procs: Processes, url: str) -> Cluster:
     prefix = f"ha-{uuid.uuid4().hex[:8]}"
     env = {**FAST, **FAILOVER, "FLEET_REDIS_URL": url, "FLEET_PREFIX": prefix,
            "FLEET_SIM_BANDWIDTH_MIB_S": "300"}
-    store = Store.connect(url, prefix)
+    store = Store.connect(url, prefix, ride_out_s=30)  # reads through the promotion too
     for name in HOSTS:
         store.put_host(Host(name, vcpus=32, memory_mib=65536))
     cluster = Cluster(env, store, procs)
