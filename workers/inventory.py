@@ -50,8 +50,10 @@ def sweep_strays(store: Store, hv: Hypervisor, locate: Locate) -> list[str]:
     migrate`` arriving), are left alone.
     """
     cleaned = []
-    for dom in hv.list_domains():
-        vm = store.find_vm(dom.name)
+    domains = hv.list_domains()
+    records = store.find_vms([d.name for d in domains])  # one round trip for all
+    for dom in domains:
+        vm = records.get(dom.name)
         if vm is None or vm.host == hv.host or dom.migrating \
                 or store.lock_owner(vm.name) is not None:
             continue

@@ -64,18 +64,38 @@ class JobService:
         return self.advance(job_id)
 
     def advance(self, job_id: str) -> Job:
-        with self.store.lock(f"job:{job_id}", timeout_s=30):
+        """Advance the job now, or leave it to the process advancing it already.
+
+        An advance is asked for (a flag in Redis) and then run by whoever holds the
+        job's lock; a caller that cannot take the lock returns at once, because the
+        holder looks at the flag again after it lets the lock go. So a drain's many move
+        ends never queue a controller's threads behind one job's lock."""
+        asked = self.store.keys.job_asked(job_id)
+        self.store.r.set(asked, "1")
+        job: Job | None = None
+        while self.store.r.exists(asked):
+            lock = self.store.lock(f"job:{job_id}", timeout_s=30)
+            if not lock.acquire(blocking=False):
+                break
+            try:
+                self.store.r.delete(asked)
+                job = self._advance_locked(job_id)
+            finally:
+                lock.release()
+        return job or self.store.get_job(job_id)
+
+    def _advance_locked(self, job_id: str) -> Job:
+        job = self.store.get_job(job_id)
+        if job.terminal or job.kind == JobKind.FAILOVER.value:
+            return job  # failover jobs belong to the monitor
+        if job.state == JobState.PENDING.value and not job.cancel_requested:
+            return job
+        if needs_plan(job) and not job.cancel_requested:
+            if self.planner is None:
+                return job  # only a controller with a planner may plan it
+            self.planner(job)
             job = self.store.get_job(job_id)
-            if job.terminal or job.kind == JobKind.FAILOVER.value:
-                return job  # failover jobs belong to the monitor
-            if job.state == JobState.PENDING.value and not job.cancel_requested:
-                return job
-            if needs_plan(job) and not job.cancel_requested:
-                if self.planner is None:
-                    return job  # only a controller with a planner may plan it
-                self.planner(job)
-                job = self.store.get_job(job_id)
-            return self._step(job)
+        return self._step(job)
 
     def _step(self, job: Job) -> Job:
         """Drop what a cancel stopped, or launch what the concurrency allows; then end

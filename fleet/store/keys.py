@@ -75,6 +75,10 @@ class Keys:
         """The job's moves placed and not finished (sorted set)."""
         return self._k("job", job_id, "flying")
 
+    def job_asked(self, job_id: str) -> str:
+        """Set while an advance of the job is wanted (``JobService.advance``)."""
+        return self._k("job", job_id, "asked")
+
     def job_indexed(self, job_id: str) -> str:
         """Set once the job's moves are in ``job_waiting``/``job_flying``."""
         return self._k("job", job_id, "indexed")
@@ -82,7 +86,7 @@ class Keys:
     def job_keys(self, job_id: str) -> list[str]:
         """Every key of a job but its moves' (for deleting it)."""
         return [self.job(job_id), self.job_events(job_id), self.job_waiting(job_id),
-                self.job_flying(job_id), self.job_indexed(job_id)]
+                self.job_flying(job_id), self.job_indexed(job_id), self.job_asked(job_id)]
 
     def move(self, move_id: str) -> str:
         return self._k("move", move_id)

@@ -175,6 +175,11 @@ class Store(Capacity, JobRecords, JobIndex):
     def find_vm(self, name: str) -> VM | None:
         return load(VM, self.r.get(self.keys.vm(name)))
 
+    def find_vms(self, names: list[str]) -> dict[str, VM]:
+        """The records of those of ``names`` that exist, read in one round trip."""
+        raws = self.r.mget([self.keys.vm(n) for n in names]) if names else []
+        return {v.name: v for v in (load(VM, raw) for raw in raws) if v is not None}
+
     def get_vm(self, name: str) -> VM:
         vm = self.find_vm(name)
         if vm is None:
@@ -182,9 +187,7 @@ class Store(Capacity, JobRecords, JobIndex):
         return vm
 
     def list_vms(self) -> list[VM]:
-        names = sorted(self.r.smembers(self.keys.vms))
-        raws = self.r.mget([self.keys.vm(n) for n in names]) if names else []
-        return [v for v in (load(VM, raw) for raw in raws) if v is not None]
+        return list(self.find_vms(sorted(self.r.smembers(self.keys.vms))).values())
 
     def update_vm(self, name: str, **changes: Any) -> VM:
         def mutate(vm: VM) -> VM:

@@ -1,0 +1,46 @@
+"""Advancing a job never waits behind another advance of it, and none is lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleet.core.models import JobKind, Move
+from fleet.store import Store
+from workers.jobs import JobService
+
+
+def test_an_advance_while_another_holds_the_job_returns_at_once_and_is_kept(
+        fleet3: Store) -> None:
+    sent: list[Move] = []
+    service = JobService(fleet3, sent.append)
+    job = fleet3.create_move_job(JobKind.MIGRATE, "t", [Move("", "", "vm1", "h1")])
+    fleet3.update_job(job.id, lambda j: (setattr(j, "state", "running"), j)[1])
+    holder = fleet3.lock(f"job:{job.id}", timeout_s=30)
+    assert holder.acquire(blocking=False)
+    service.advance(job.id)  # returns although the lock is held: nothing launched yet
+    assert sent == [] and fleet3.r.exists(fleet3.keys.job_asked(job.id))
+    holder.release()
+    service.advance(job.id)  # the next advance (the holder's re-check, or the sweeper)
+    assert [m.vm for m in sent] == ["vm1"]
+    assert not fleet3.r.exists(fleet3.keys.job_asked(job.id))
+
+
+def test_an_advance_asked_during_a_run_is_run_by_the_holder(
+        fleet3: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[Move] = []
+    calls: list[str] = []
+    service = JobService(fleet3, sent.append)
+    job = fleet3.create_move_job(JobKind.MIGRATE, "t", [Move("", "", "vm1", "h1")])
+    fleet3.update_job(job.id, lambda j: (setattr(j, "state", "running"), j)[1])
+    inner = service._advance_locked
+
+    def once_more_asked(job_id: str) -> object:
+        calls.append(job_id)
+        if len(calls) == 1:  # another process asks while this one holds the lock
+            assert JobService(fleet3, sent.append).advance(job_id) is not None
+        return inner(job_id)
+
+    monkeypatch.setattr(service, "_advance_locked", once_more_asked)
+    service.advance(job.id)
+    assert calls == [job.id, job.id]  # the holder ran the advance asked meanwhile
+    assert [m.vm for m in sent] == ["vm1"]
