@@ -308,7 +308,7 @@ def drain_phase(fleet: Fleet, fraction: float, per_host: int, timeout_s: float) 
     step = len(fleet.names) / count
     hosts = [fleet.names[int(i * step)] for i in range(count)]  # spread over the agents
     store, before, started = fleet.store, cpu_now(fleet), time.time()
-    job_id, _ = submit_drain(store, hosts, per_host * count, requested_by="bench")
+    job_id, _ = submit_drain(store, hosts, per_host, requested_by="bench")
     submitted = time.time() - started
     jobs = wait_jobs(store, [job_id], timeout_s)
     cpu, job, backlog = cpu_now(fleet) - before, jobs[job_id], control_backlog(store)

@@ -55,10 +55,11 @@ def running_drain(store: Store, host: str) -> Job | None:
 
 def create_drain(store: Store, hosts: Sequence[str], concurrency: int, requested_by: str,
                  ) -> Job:
-    """Write the drain job of ``hosts``; the controller plans it when it starts
+    """Write the drain job of ``hosts``, ``concurrency`` moves at once per host (the job's
+    own concurrency counts them all); the controller plans it when it starts
     (``fill_drain``)."""
     job = store.create_move_job(JobKind.DRAIN, requested_by, [], target=",".join(hosts),
-                                concurrency=concurrency)
+                                concurrency=concurrency * len(hosts))
     for host in hosts:
         store.set_drain_job(host, job.id)
     return job
@@ -133,7 +134,9 @@ class DrainPlanner:
     def __call__(self, job: Job) -> None:
         with self._lock:
             started = time.perf_counter()
-            plan = plan_drain(self.kept.get(), drained_hosts(job), job.concurrency)
+            hosts = drained_hosts(job)
+            per_host = max(1, job.concurrency // max(1, len(hosts)))
+            plan = plan_drain(self.kept.get(), hosts, per_host)
             took_ms = (time.perf_counter() - started) * 1000
         fill_drain(self.store, job, plan, took_ms)
 

@@ -44,3 +44,21 @@ def test_an_advance_asked_during_a_run_is_run_by_the_holder(
     service.advance(job.id)
     assert calls == [job.id, job.id]  # the holder ran the advance asked meanwhile
     assert [m.vm for m in sent] == ["vm1"]
+
+
+def test_a_drain_runs_its_concurrency_per_drained_host(store: Store) -> None:
+    from fleet.core.models import VM, Host
+    from fleet.core.planmodel import PlacementConfig
+    from workers.drain import DrainPlanner, create_drain
+
+    for name in ("h1", "h2", "h3", "h4"):
+        store.put_host(Host(name, vcpus=64, memory_mib=262144))
+    for i in range(8):
+        store.put_vm(VM(f"v{i}", f"u{i}", "h1" if i < 4 else "h2", 1, 512))
+    job = create_drain(store, ["h1", "h2"], 2, "t")
+    assert job.concurrency == 4  # 2 at once on each of the 2 drained hosts
+    sent: list[Move] = []
+    service = JobService(store, sent.append, planner=DrainPlanner(store, PlacementConfig()))
+    service.start(job.id)
+    assert len(sent) == 4 and sorted(m.source for m in sent) == ["h1", "h1", "h2", "h2"]
+    assert {m.destination for m in sent} <= {"h3", "h4"}
