@@ -80,8 +80,11 @@ def ha_redis(tmp_path: Path) -> Iterator[tuple[Processes, str, int, int]]:
 
 def _fleet(procs: Processes, url: str) -> Cluster:
     prefix = f"ha-{uuid.uuid4().hex[:8]}"
+    # A move's lease must outlast a promotion (here ~2-4 s), or the reconciler takes a
+    # move whose runner was only waiting for Redis for a vanished one (the production
+    # default is 15 s; the other integration tests use 3 s).
     env = {**FAST, **FAILOVER, "FLEET_REDIS_URL": url, "FLEET_PREFIX": prefix,
-           "FLEET_SIM_BANDWIDTH_MIB_S": "300"}
+           "FLEET_SIM_BANDWIDTH_MIB_S": "300", "FLEET_MOVE_LEASE_S": "15"}
     store = Store.connect(url, prefix, ride_out_s=30)  # reads through the promotion too
     for name in HOSTS:
         store.put_host(Host(name, vcpus=32, memory_mib=65536))
