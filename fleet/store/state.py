@@ -370,15 +370,19 @@ class Store(Capacity, JobRecords, JobIndex):
 
     def _write_move(self, move_id: str, mutate: Callable[[Move], Move | None],
                     state: str | None) -> Move | None:
+        before: list[str] = []  # the state the write changed (read in the same transaction)
+
+        def change(move: Move) -> Move | None:
+            before[:] = [move.state]
+            return mutate(move)
+
         def extra(pipe: Any, move: Move) -> None:
             if MoveState(move.state) not in ACTIVE_MOVE_STATES:
                 pipe.srem(self.keys.active_moves, move.id)
             queue_index(pipe, self.keys, move)
 
-        before = self.find_move(move_id)
-        updated = cas(self.r, self.keys.move(move_id), Move, mutate, extra=extra)
-        if updated is not None and state is not None and before is not None \
-                and before.state != updated.state:
+        updated = cas(self.r, self.keys.move(move_id), Move, change, extra=extra)
+        if updated is not None and state is not None and before and before[0] != updated.state:
             self.emit(updated.job_id, f"move.{updated.state}", move=move_id, vm=updated.vm,
                       source=updated.source, destination=updated.destination,
                       error=updated.error)
