@@ -65,12 +65,17 @@ class Runtime:
 _current: dict[str, Runtime] = {}
 
 
+def _store(settings: Settings) -> Store:
+    """A long-running process's store: it rides out a Redis restart or promotion."""
+    return Store.connect(settings.redis_url, settings.prefix,
+                         ride_out_s=settings.redis_ride_out_s)
+
+
 def runtime() -> Runtime:
     """This process's runtime, created from the environment on first use."""
     if "rt" not in _current:
         settings = load_settings()
-        _current["rt"] = Runtime(settings, Store.connect(settings.redis_url, settings.prefix,
-                                             ride_out_s=settings.redis_ride_out_s))
+        _current["rt"] = Runtime(settings, _store(settings))
     return _current["rt"]
 
 
@@ -78,7 +83,6 @@ def configure(settings: Settings, hosts: list[str] | None = None, driver: str = 
               uri: str = "") -> Runtime:
     """Set this process's runtime: an agent serving ``hosts``, or (no hosts) a controller
     or monitor."""
-    store = Store.connect(settings.redis_url, settings.prefix,
-                          ride_out_s=settings.redis_ride_out_s)
+    store = _store(settings)
     _current["rt"] = Runtime(settings, store, driver=driver, uri=uri, hosts=list(hosts or []))
     return _current["rt"]

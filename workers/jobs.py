@@ -64,24 +64,11 @@ class JobService:
         return self.advance(job_id)
 
     def advance(self, job_id: str) -> Job:
-        """Advance the job now, or leave it to the process advancing it already.
-
-        An advance is asked for (a flag in Redis) and then run by whoever holds the
-        job's lock; a caller that cannot take the lock returns at once, because the
-        holder looks at the flag again after it lets the lock go. So a drain's many move
-        ends never queue a controller's threads behind one job's lock."""
-        asked = self.store.keys.job_asked(job_id)
-        self.store.r.set(asked, "1")
-        job: Job | None = None
-        while self.store.r.exists(asked):
-            lock = self.store.lock(f"job:{job_id}", timeout_s=30)
-            if not lock.acquire(blocking=False):
-                break
-            try:
-                self.store.r.delete(asked)
-                job = self._advance_locked(job_id)
-            finally:
-                lock.release()
+        """Advance the job now, or leave it to the process advancing it already
+        (``Store.run_when_asked``): a drain's many move ends never queue a controller's
+        threads behind one job's lock."""
+        job = self.store.run_when_asked(f"job:{job_id}", self.store.keys.job_asked(job_id),
+                                        lambda: self._advance_locked(job_id))
         return job or self.store.get_job(job_id)
 
     def _advance_locked(self, job_id: str) -> Job:

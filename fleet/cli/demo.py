@@ -19,9 +19,9 @@ from rich.console import Console
 
 from fleet.cli.common import checked_settings
 from fleet.cli.flower import FlowerClient
-from fleet.cli.processes import Processes, free_port, wait_for
+from fleet.cli.processes import Processes, free_port, wait_for, wait_for_value
 from fleet.core.errors import InvalidInput
-from fleet.core.models import VM, Host, Job, JobKind, JobState
+from fleet.core.models import VM, Host, Job, JobState
 from fleet.settings import Settings
 from fleet.store import Store, redis_answers
 from tasks.routing import FLOWER_COLUMNS
@@ -150,15 +150,12 @@ def _fail_over(store: Store, console: Console) -> bool:
     cut_at = time.time()
     SimHypervisor(store.r, store.keys, victim).power_off()
 
-    def finished() -> Job | None:
-        jobs, _ = store.find_jobs(cut_at - 1, (JobState.SUCCEEDED, JobState.FAILED,
-                                               JobState.CANCELLED), 20)
-        return next((j for j in jobs if j.kind == JobKind.FAILOVER and j.target == victim),
-                    None)
+    def finished() -> Job | None:  # the failover job the monitor keeps for the host
+        job_id = store.failover.job(victim)
+        job = store.find_job(job_id) if job_id else None
+        return job if job is not None and job.terminal else None
 
-    wait_for(lambda: finished() is not None, 120, f"the failover of {victim}")
-    job = finished()
-    assert job is not None
+    job = wait_for_value(finished, 120, f"the failover of {victim}")
     console.print(summary_table(store, job))
     console.print(f"failover of {victim} took {job.finished_at - cut_at:.1f} s from the power"
                   " cut")

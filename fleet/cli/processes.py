@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from fleet.core.errors import FleetError, InvalidInput
 from fleet.store import redis_answers
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -26,14 +28,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.1,
-             ) -> None:
+def wait_for_value(get: Callable[[], T | None], timeout_s: float, what: str,
+                   step_s: float = 0.1) -> T:
+    """What ``get`` returns once it returns something (not None)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if check():
-            return
+        value = get()
+        if value is not None:
+            return value
         time.sleep(step_s)
     raise FleetError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.1,
+             ) -> None:
+    wait_for_value(lambda: True if check() else None, timeout_s, what, step_s)
 
 
 @dataclass

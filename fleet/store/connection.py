@@ -18,10 +18,8 @@ from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from fleet.core.sentinel_url import SENTINEL, SentinelURL, parse_sentinel
+from fleet.core.sentinel_url import SENTINEL, parse_sentinel
 
-__all__ = ["SENTINEL", "SentinelURL", "answers", "client", "parse_sentinel", "retry_for",
-           "server_id"]
 MAX_CONNECTIONS = 64
 POOL_WAIT_S = 10.0
 SOCKET_TIMEOUT_S = 30.0  # above any blocking read fleet makes (at most a few seconds)

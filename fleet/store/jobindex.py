@@ -58,37 +58,36 @@ class JobIndex:
         raise NotImplementedError
 
     def open_moves(self, job: Job) -> tuple[int, int]:
-        """How many of the job's moves fly (placed, not finished) and how many wait."""
-        self._indexed(job)
+        """How many of the job's moves fly (placed, not finished) and how many wait; a
+        job from before the index is indexed first."""
         with self.r.pipeline(transaction=False) as pipe:
+            pipe.exists(self.keys.job_indexed(job.id))
             pipe.zcard(self.keys.job_flying(job.id))
             pipe.zcard(self.keys.job_waiting(job.id))
-            flying, waiting = pipe.execute()
+            indexed, flying, waiting = pipe.execute()
+        if not indexed:
+            self._index(job)
+            return self.open_moves(job)
         return int(flying), int(waiting)
 
     def waiting_moves(self, job: Job, limit: int) -> list[Move]:
-        """The first ``limit`` moves of the job still waiting for a destination."""
-        self._indexed(job)
+        """The first ``limit`` moves of the job still waiting for a destination (the job
+        indexed: ``open_moves`` first)."""
         return self._moves(self.r.zrange(self.keys.job_waiting(job.id), 0, limit - 1))
 
     def flying_moves(self, job: Job) -> list[Move]:
         """The job's moves placed and not finished."""
-        self._indexed(job)
+        self.open_moves(job)  # indexes a job from before the index
         return self._moves(self.r.zrange(self.keys.job_flying(job.id), 0, -1))
 
     def _moves(self, ids: list[str]) -> list[Move]:
         raws = self.r.mget([self.keys.move(i) for i in ids]) if ids else []
         return [m for m in (load(Move, raw) for raw in raws) if m is not None]
 
-    def _indexed(self, job: Job) -> None:
-        """Index a job written before the index existed (once; applying twice is
-        harmless: a move keeps its place)."""
-        if self.r.exists(self.keys.job_indexed(job.id)):
-            return
+    def _index(self, job: Job) -> None:
+        """Index a job written before the index existed (applying twice is harmless: a
+        move keeps its place)."""
         moves = {m.id: m for m in self.job_moves(job)}
         with self.r.pipeline(transaction=False) as pipe:
-            for i, move_id in enumerate(job.moves):
-                if move_id in moves:
-                    queue_index(pipe, self.keys, moves[move_id], float(i + 1))
-            pipe.set(self.keys.job_indexed(job.id), "1")
+            queue_new(pipe, self.keys, job.id, [moves[i] for i in job.moves if i in moves], 0)
             pipe.execute()

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
+from redis.lock import Lock
 
 from fleet.core.errors import Conflict
 from fleet.core.models import Job, JobKind, Move, MoveState
 from fleet.store.jobindex import queue_new
 from fleet.store.keys import Keys
 from fleet.store.records import dump, load
+
+T = TypeVar("T")
 
 RESTART_LOCK = "restart/"
 _Stage = Callable[[Any], Callable[[Any], None]]
@@ -46,6 +49,26 @@ class JobRecords:
 
     def emit(self, job_id: str, kind: str, /, **fields: Any) -> None:
         raise NotImplementedError
+
+    def lock(self, name: str, timeout_s: float) -> Lock:
+        raise NotImplementedError
+
+    def run_when_asked(self, lock: str, flag: str, run: Callable[[], T]) -> T | None:
+        """Ask for ``run`` (set ``flag``) and run it under ``lock`` as long as it is asked
+        for; None at once if another holds the lock: the holder looks at the flag again
+        after letting the lock go, so nothing asked for is lost and nobody waits."""
+        self.r.set(flag, "1")
+        done: T | None = None
+        while self.r.exists(flag):
+            held = self.lock(lock, timeout_s=30)
+            if not held.acquire(blocking=False):
+                break
+            try:
+                self.r.delete(flag)
+                done = run()
+            finally:
+                held.release()
+        return done
 
     def find_move(self, move_id: str) -> Move | None:
         return load(Move, self.r.get(self.keys.move(move_id)))

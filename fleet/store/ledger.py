@@ -4,9 +4,9 @@ Every write of a VM record changes the ledger in the same atomic step (the trans
 or script that writes the record), so a reservation reads one hash field pair instead of
 every VM record: its cost does not grow with the fleet. The hash holds ``<host>:mcpu``
 (milli-vCPUs, so fractional vCPUs add up exactly) and ``<host>:mem`` counters and a
-``built`` marker; without the marker (a store written
-before the ledger existed, or purged) the ledger is rebuilt from the records in one
-script, and reservations wait for that.
+``built`` marker; without the marker (a store written before the ledger existed, or
+purged) the ledger is rebuilt from the records in one script, and reservations wait
+for that.
 """
 
 from __future__ import annotations
@@ -56,12 +56,16 @@ def used(raw: dict[str, str]) -> dict[str, tuple[int, int]]:
             for host, p in parts.items()}
 
 
-_ADJUST = """
+_MILLI = """
+local function milli(vcpus) return math.floor(vcpus * 1000 + 0.5) end
+"""
+
+_ADJUST = _MILLI + """
 local function adjust(ledger, raw, sign)
   if not raw then return end
   local vm = cjson.decode(raw)
   if vm.host and vm.host ~= '' then
-    redis.call('HINCRBY', ledger, vm.host .. ':mcpu', sign * math.floor(vm.vcpus * 1000 + 0.5))
+    redis.call('HINCRBY', ledger, vm.host .. ':mcpu', sign * milli(vm.vcpus))
     redis.call('HINCRBY', ledger, vm.host .. ':mem', sign * vm.memory_mib)
   end
 end
@@ -99,22 +103,22 @@ return 1
 """
 """Recount the ledger from every VM record, atomically."""
 
-RESERVE = """
+RESERVE = _MILLI + """
 -- KEYS: claims of the host, ledger, changes
 -- ARGV: move, vcpus, memory_mib, cpu limit, memory limit, host, maxlen
 if redis.call('HEXISTS', KEYS[2], 'built') == 0 then return -1 end
-local mcpu = math.floor(tonumber(ARGV[2]) * 1000 + 0.5)
+local mcpu = milli(tonumber(ARGV[2]))
 local cpu = mcpu + tonumber(redis.call('HGET', KEYS[2], ARGV[6] .. ':mcpu') or '0')
 local ram = tonumber(ARGV[3]) + tonumber(redis.call('HGET', KEYS[2], ARGV[6] .. ':mem') or '0')
 local claims = redis.call('HGETALL', KEYS[1])
 for i = 1, #claims, 2 do
   if claims[i] ~= ARGV[1] then
     local c = cjson.decode(claims[i + 1])
-    cpu = cpu + math.floor(c.vcpus * 1000 + 0.5)
+    cpu = cpu + milli(c.vcpus)
     ram = ram + c.memory_mib
   end
 end
-if cpu > math.floor(tonumber(ARGV[4]) * 1000 + 0.5) or ram > tonumber(ARGV[5]) then
+if cpu > milli(tonumber(ARGV[4])) or ram > tonumber(ARGV[5]) then
   return 0
 end
 local claim = '{"vcpus":' .. ARGV[2] .. ',"memory_mib":' .. ARGV[3] .. '}'

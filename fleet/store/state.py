@@ -100,8 +100,7 @@ class Store(Capacity, JobRecords, JobIndex):
         return updated
 
     def beat(self, host: str, info: dict[str, Any], ttl_s: float) -> None:
-        payload = json.dumps({**info, "at": self.clock()})
-        self.r.set(self.keys.heartbeat(host), payload, px=int(ttl_s * 1000))
+        self.beat_many({host: info}, ttl_s)
 
     def beat_many(self, infos: dict[str, dict[str, Any]], ttl_s: float) -> None:
         """Heartbeats of several hosts in one round trip."""
