@@ -46,7 +46,8 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
-        "task_track_started": True,
+        # STARTED is in Flower's events; a result write per task start would only cost
+        "task_track_started": False,
         "task_send_sent_event": True,
         "worker_send_task_events": True,
         "worker_prefetch_multiplier": 1,

@@ -6,7 +6,7 @@ from typing import Any
 
 import redis
 
-from fleet.core.models import Move
+from fleet.core.models import Job, Move
 from tasks.app import app
 from tasks.runtime import runtime
 from workers.drain import placement_config
@@ -29,27 +29,33 @@ def service() -> JobService:
                       placer=planner.place)
 
 
-def _view(job_id: str) -> dict[str, Any]:
-    job = runtime().store.get_job(job_id)
+def request_advance(job_id: str) -> None:
+    """Ask for an advance of ``job_id``; send its message unless one is on its way
+    (``Store.want_advance``): a burst of move ends costs the controller one advance."""
+    if runtime().store.want_advance(job_id):
+        app.send_task("fleet.job.advance", kwargs={"job_id": job_id})
+
+
+def _view(job: Job) -> dict[str, Any]:
     return {"job": job.id, "state": job.state}
 
 
-@app.task(name="fleet.job.start", autoretry_for=(redis.ConnectionError,), retry_backoff=True)
+# Nobody waits for these two: their results are not stored (Flower shows them from events).
+@app.task(name="fleet.job.start", autoretry_for=(redis.ConnectionError,), retry_backoff=True,
+          ignore_result=True)
 def start_job(job_id: str) -> dict[str, Any]:
     """Start job ``job_id``: place its first moves and dispatch them."""
-    service().start(job_id)
-    return _view(job_id)
+    return _view(service().start(job_id))
 
 
-@app.task(name="fleet.job.advance", autoretry_for=(redis.ConnectionError,), retry_backoff=True)
+@app.task(name="fleet.job.advance", autoretry_for=(redis.ConnectionError,), retry_backoff=True,
+          ignore_result=True)
 def advance_job(job_id: str) -> dict[str, Any]:
     """Advance job ``job_id`` after a move ended: dispatch more, or finish it."""
-    service().advance(job_id)
-    return _view(job_id)
+    return _view(service().advance(job_id))
 
 
 @app.task(name="fleet.job.cancel", autoretry_for=(redis.ConnectionError,), retry_backoff=True)
 def cancel_job(job_id: str, by: str) -> dict[str, Any]:
     """Cancel job ``job_id``: no new moves; running migrations abort, VMs stay put."""
-    service().cancel(job_id, by)
-    return _view(job_id)
+    return _view(service().cancel(job_id, by))

@@ -10,6 +10,7 @@ from celery import Task
 
 from fleet.core.models import Move, Progress
 from tasks.app import app
+from tasks.control_tasks import request_advance
 from tasks.runtime import runtime
 from workers.reconciler import Reconciler
 from workers.runner import MigrationRunner
@@ -41,7 +42,7 @@ def migrate_vm(self: Task, move_id: str, vm: str, source: str, destination: str,
                              rt.runner_id(source), publish=_publisher(self),
                              task_id=str(self.request.id or ""))
     outcome = runner.run(move_id)
-    app.send_task("fleet.job.advance", kwargs={"job_id": job_id})
+    request_advance(job_id)
     if outcome.not_done:  # Flower and the result backend show FAILURE with the reason
         reason = f"{vm} {source} -> {destination} {outcome.state}: {outcome.detail}"
         self.send_event("task-progress", result=reason)  # not the last progress sample
@@ -58,7 +59,7 @@ def reconcile_move(self: Task, move_id: str, vm: str, source: str, job_id: str,
                             rt.runner_id(source))
     outcome = reconciler.settle(move_id)
     if outcome is not None:
-        app.send_task("fleet.job.advance", kwargs={"job_id": job_id})
+        request_advance(job_id)
     return None if outcome is None else asdict(outcome)
 
 

@@ -14,6 +14,7 @@ from fleet.settings import Settings, redacted
 from fleet.store import Store
 from fleet.store.connection import server_id
 from tasks.app import app
+from tasks.control_tasks import request_advance
 from tasks.routing import CONTROL_QUEUE, host_queue, worker_name
 from tasks.runtime import Runtime, configure
 from workers.fencing import kinds
@@ -79,7 +80,7 @@ def start_agent_threads(rt: Runtime) -> list[Ticker]:
         for outcome in reconciler.sweep():
             move = rt.store.get_move(outcome.move_id)
             log.warning("reconciled move %s: %s %s", move.id, outcome.state, outcome.detail)
-            app.send_task("fleet.job.advance", kwargs={"job_id": move.job_id})
+            request_advance(move.job_id)
 
     tickers.append(Ticker("reconciler", s.reconcile_interval_s, reconcile))
     for ticker in tickers:

@@ -67,8 +67,10 @@ class JobService:
         """Advance the job now, or leave it to the process advancing it already
         (``Store.run_when_asked``): a drain's many move ends never queue a controller's
         threads behind one job's lock."""
-        job = self.store.run_when_asked(f"job:{job_id}", self.store.keys.job_asked(job_id),
-                                        lambda: self._advance_locked(job_id))
+        keys = self.store.keys
+        job = self.store.run_when_asked(f"job:{job_id}", keys.job_asked(job_id),
+                                        lambda: self._advance_locked(job_id),
+                                        sent=keys.job_sent(job_id))
         return job or self.store.get_job(job_id)
 
     def _advance_locked(self, job_id: str) -> Job:

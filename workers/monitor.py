@@ -292,7 +292,8 @@ class Monitor:
                                       self.settings.move_lease_s):
             move = self.store.get_move(outcome.move_id)
             log.warning("settled orphaned move %s of %s: %s", move.id, move.vm, outcome.detail)
-            self._send("fleet.job.advance", {"job_id": move.job_id})
+            if self.store.want_advance(move.job_id):
+                self._send("fleet.job.advance", {"job_id": move.job_id})
 
     def _mark_down(self, action: MarkDown) -> None:
         if self._set_vm_state(action.vm, action.host, VMState.DOWN.value):

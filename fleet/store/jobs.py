@@ -26,6 +26,7 @@ from fleet.store.records import dump, load
 T = TypeVar("T")
 
 RESTART_LOCK = "restart/"
+ADVANCE_SENT_TTL_S = 30.0
 _Stage = Callable[[Any], Callable[[Any], None]]
 
 
@@ -53,11 +54,28 @@ class JobRecords:
     def lock(self, name: str, timeout_s: float) -> Lock:
         raise NotImplementedError
 
-    def run_when_asked(self, lock: str, flag: str, run: Callable[[], T]) -> T | None:
+    def want_advance(self, job_id: str, sent_ttl_s: float = ADVANCE_SENT_TTL_S) -> bool:
+        """Ask for an advance of the job; True if the caller should send its message
+        (no other is on its way). One sent message serves every ask made before its
+        task runs (``run_when_asked`` with ``sent``); a lost one is covered by the
+        controller's sweep, and its mark expires after ``sent_ttl_s``."""
+        with self.r.pipeline() as pipe:
+            pipe.set(self.keys.job_asked(job_id), "1")
+            pipe.set(self.keys.job_sent(job_id), "1", nx=True, px=round(sent_ttl_s * 1000))
+            return bool(pipe.execute()[1])
+
+    def run_when_asked(self, lock: str, flag: str, run: Callable[[], T],
+                       sent: str | None = None) -> T | None:
         """Ask for ``run`` (set ``flag``) and run it under ``lock`` as long as it is asked
         for; None at once if another holds the lock: the holder looks at the flag again
-        after letting the lock go, so nothing asked for is lost and nobody waits."""
-        self.r.set(flag, "1")
+        after letting the lock go, so nothing asked for is lost and nobody waits.
+        ``sent`` (the mark of a message on its way, ``want_advance``) is cleared first:
+        an ask after that sends a message of its own or is seen by this loop."""
+        with self.r.pipeline() as pipe:
+            if sent is not None:
+                pipe.delete(sent)
+            pipe.set(flag, "1")
+            pipe.execute()
         done: T | None = None
         while self.r.exists(flag):
             held = self.lock(lock, timeout_s=30)

@@ -79,6 +79,11 @@ class Keys:
         """Set while an advance of the job is wanted (``JobService.advance``)."""
         return self._k("job", job_id, "asked")
 
+    def job_sent(self, job_id: str) -> str:
+        """Set (with a TTL) while an advance message of the job is on its way: a move's
+        end that finds it set only asks (``job_asked``) instead of sending another."""
+        return self._k("job", job_id, "sent")
+
     def job_indexed(self, job_id: str) -> str:
         """Set once the job's moves are in ``job_waiting``/``job_flying``."""
         return self._k("job", job_id, "indexed")
@@ -86,7 +91,8 @@ class Keys:
     def job_keys(self, job_id: str) -> list[str]:
         """Every key of a job but its moves' (for deleting it)."""
         return [self.job(job_id), self.job_events(job_id), self.job_waiting(job_id),
-                self.job_flying(job_id), self.job_indexed(job_id), self.job_asked(job_id)]
+                self.job_flying(job_id), self.job_indexed(job_id), self.job_asked(job_id),
+                self.job_sent(job_id)]
 
     def move(self, move_id: str) -> str:
         return self._k("move", move_id)

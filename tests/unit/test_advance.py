@@ -46,6 +46,28 @@ def test_an_advance_asked_during_a_run_is_run_by_the_holder(
     assert [m.vm for m in sent] == ["vm1"]
 
 
+def test_move_ends_send_one_advance_until_it_runs_and_none_is_lost(fleet3: Store) -> None:
+    sent: list[Move] = []
+    service = JobService(fleet3, sent.append)
+    job = fleet3.create_move_job(JobKind.MIGRATE, "t", [Move("", "", "vm1", "h1")])
+    fleet3.update_job(job.id, lambda j: (setattr(j, "state", "running"), j)[1])
+    assert fleet3.want_advance(job.id)  # the first end sends a message
+    assert not fleet3.want_advance(job.id)  # the next ones only ask: one is on its way
+    assert not fleet3.want_advance(job.id)
+    service.advance(job.id)  # the message's task runs every ask made before it
+    assert [m.vm for m in sent] == ["vm1"]
+    assert not fleet3.r.exists(fleet3.keys.job_asked(job.id))
+    assert fleet3.want_advance(job.id)  # an end after the run sends again
+
+
+def test_a_lost_advance_message_stops_blocking_sends_after_its_ttl(fleet3: Store) -> None:
+    assert fleet3.want_advance("j1", sent_ttl_s=20)
+    assert 0 < fleet3.r.pttl(fleet3.keys.job_sent("j1")) <= 20_000
+    assert not fleet3.want_advance("j1")
+    fleet3.r.delete(fleet3.keys.job_sent("j1"))  # as its TTL does
+    assert fleet3.want_advance("j1")
+
+
 def test_a_drain_runs_its_concurrency_per_drained_host(store: Store) -> None:
     from fleet.core.models import VM, Host
     from fleet.core.planmodel import PlacementConfig
