@@ -53,13 +53,7 @@ class JobService:
 
     def cancel(self, job_id: str, by: str) -> Job:
         """No new moves start; running ones are aborted by their runners."""
-        def flag(job: Job) -> Job | None:
-            if job.terminal or job.cancel_requested:
-                return None
-            job.cancel_requested = True
-            return job
-
-        if self.store.update_job(job_id, flag) is not None:
+        if self.store.request_cancel(job_id) is not None:
             self.store.emit(job_id, "job.cancel_requested", by=by)
         return self.advance(job_id)
 

@@ -156,21 +156,23 @@ class MigrationRunner:
         if picture.settlement.verdict is not Where.STAYED:
             raise Settled(picture)
 
-    def _check_cancel(self, move: Move) -> None:
-        job = self.store.find_job(move.job_id)
-        if job is not None and job.cancel_requested:
+    def _check_cancel(self, move: Move, asked: bool | None = None) -> None:
+        if asked if asked is not None else self.store.cancel_asked(move.job_id):
             if self.hypervisor.job_stats(move.vm) is not None:
                 self.hypervisor.abort_job(move.vm)
             raise MoveCancelled(f"job cancelled; {move.vm} stays on {move.source}")
 
     def _precheck(self, move: Move) -> tuple[VM, Host, bool]:
         """The VM, its destination, and whether it moves stopped (by its definition)."""
-        self._check_cancel(move)
-        vm = self.store.get_vm(move.vm)
+        facts = self.store.move_facts(move)
+        self._check_cancel(move, facts.cancelled)
+        vm, dest = facts.vm, facts.destination
+        if vm is None or dest is None:
+            raise MoveFailed(f"unknown {'VM' if vm is None else 'host'}"
+                             f" {move.vm if vm is None else move.destination!r}")
         if vm.host != move.source:
             raise MoveFailed(f"VM {move.vm} is recorded on {vm.host} now, not on"
                              f" {move.source}; nothing was done")
-        dest = self.store.get_host(move.destination)
         try:
             here = self.hypervisor.lookup(move.vm)
         except DomainGone:
@@ -181,7 +183,7 @@ class MigrationRunner:
                              f" but recorded {vm.state}")
         if dest.state != HostState.ACTIVE.value:
             raise Replan(f"destination {dest.name} is {dest.state}")
-        if self.store.heartbeat(dest.name) is None:
+        if not facts.destination_beats:
             raise Replan(f"destination {dest.name} has no live agent")
         self._preflight(move, vm, dest)
         return vm, dest, cold

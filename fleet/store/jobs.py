@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
 from redis.lock import Lock
 
 from fleet.core.errors import Conflict
-from fleet.core.models import Job, JobKind, Move, MoveState
+from fleet.core.models import VM, Host, Job, JobKind, Move, MoveState
 from fleet.store.jobindex import queue_new
 from fleet.store.keys import Keys
-from fleet.store.records import dump, load
+from fleet.store.records import cas, dump, load
 
 T = TypeVar("T")
 
@@ -37,6 +38,16 @@ def new_id() -> str:
 def restart_owner(source: str, target: str) -> str:
     """The lock owner of a failover restart of a VM from ``source`` on ``target``."""
     return f"{RESTART_LOCK}{source}/{target}"
+
+
+@dataclass(frozen=True)
+class MoveFacts:
+    """What a runner reads before it migrates, in one round trip (``move_facts``)."""
+
+    vm: VM | None
+    destination: Host | None
+    destination_beats: bool
+    cancelled: bool
 
 
 class JobRecords:
@@ -87,6 +98,30 @@ class JobRecords:
             finally:
                 held.release()
         return done
+
+    def request_cancel(self, job_id: str) -> Job | None:
+        """Mark the job cancelled: its record and the flag its runners poll
+        (``cancel_asked``), in one transaction; None if it is over or marked already."""
+        def flag(job: Job) -> Job | None:
+            if job.terminal or job.cancel_requested:
+                return None
+            job.cancel_requested = True
+            return job
+
+        return cas(self.r, self.keys.job(job_id), Job, flag,
+                   extra=lambda pipe, _: pipe.set(self.keys.job_cancel(job_id), "1"))
+
+    def cancel_asked(self, job_id: str) -> bool:
+        return bool(self.r.exists(self.keys.job_cancel(job_id)))
+
+    def move_facts(self, move: Move) -> MoveFacts:
+        """The move's VM record, its destination's record and heartbeat, and whether its
+        job is cancelled: one MGET."""
+        k = self.keys
+        vm, dest, beat, cancel = self.r.mget(k.vm(move.vm), k.host(move.destination),
+                                             k.heartbeat(move.destination),
+                                             k.job_cancel(move.job_id))
+        return MoveFacts(load(VM, vm), load(Host, dest), beat is not None, cancel is not None)
 
     def find_move(self, move_id: str) -> Move | None:
         return load(Move, self.r.get(self.keys.move(move_id)))

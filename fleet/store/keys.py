@@ -79,6 +79,10 @@ class Keys:
         """Set while an advance of the job is wanted (``JobService.advance``)."""
         return self._k("job", job_id, "asked")
 
+    def job_cancel(self, job_id: str) -> str:
+        """Set once the job's cancel is asked for (with its record): runners poll it."""
+        return self._k("job", job_id, "cancel")
+
     def job_sent(self, job_id: str) -> str:
         """Set (with a TTL) while an advance message of the job is on its way: a move's
         end that finds it set only asks (``job_asked``) instead of sending another."""
@@ -92,7 +96,7 @@ class Keys:
         """Every key of a job but its moves' (for deleting it)."""
         return [self.job(job_id), self.job_events(job_id), self.job_waiting(job_id),
                 self.job_flying(job_id), self.job_indexed(job_id), self.job_asked(job_id),
-                self.job_sent(job_id)]
+                self.job_sent(job_id), self.job_cancel(job_id)]
 
     def move(self, move_id: str) -> str:
         return self._k("move", move_id)
