@@ -1,8 +1,8 @@
-"""Lab benchmarks on real QEMU: fleet migrations against plain ``virsh migrate``,
-failover time from power loss to every HA VM running elsewhere (defaults), and the VM
-guard's restart of a guest whose QEMU died, against ``virsh start`` alone.
+"""Lab benchmarks on real QEMU: fleet migrations and a drain against plain
+``virsh migrate``, failover time from power loss to every HA VM running elsewhere
+(defaults), and the VM guard's restart of a guest whose QEMU died, against ``virsh start`` alone.
 
-    sudo python -m bench.lab_bench [--runs 5] [--failovers 3] [--guards 3]
+    sudo python -m bench.lab_bench [--runs 5] [--drains 3] [--failovers 3] [--guards 3]
 
 Builds its own 3-host lab (own directory, bridge, subnet and ports), prints Markdown
 tables for BENCHMARKS.md, and takes the lab down at the end.
@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from fleet.lab import lab
@@ -72,6 +73,49 @@ def bench_migrations(cfg: LabConfig, runs: int) -> list[str]:
         f, v = statistics.median(through_fleet), statistics.median(through_virsh)
         rows.append(f"| {kind} | {runs} | {f:.2f} | {v:.2f} | {f / v:.2f} |")
     return rows
+
+
+DRAIN_GUESTS, DRAIN_CONCURRENCY = 8, 2
+
+
+def _virsh_moves(cfg: LabConfig, moves: list[tuple[str, str, str]], at_once: int) -> None:
+    """``virsh migrate --live --p2p`` of (guest, source, destination) moves, ``at_once``
+    at a time in the given order, then the store told where each guest went."""
+    def one(move: tuple[str, str, str]) -> None:
+        name, source, dest = move
+        if not virsh(cfg, source, "migrate", "--live", "--p2p", "--persistent",
+                     "--undefinesource", name, cfg.uri(dest)) and running_on(cfg, name) != [dest]:
+            raise SystemExit(f"virsh migrate {name} {source} -> {dest} failed")
+
+    with ThreadPoolExecutor(at_once) as pool:
+        list(pool.map(one, moves))
+    store = lab_store(cfg)
+    for name, _, dest in moves:
+        store.update_vm(name, host=dest)
+
+
+def bench_drain(cfg: LabConfig, runs: int) -> tuple[list[float], list[float]]:
+    """Each run drains h1 of 8 tiny guests with ``fleet host drain h1 --concurrency 2
+    --wait``, then (guests back on h1, untimed) moves the same guests to the same
+    destinations, in fleet's order, with ``virsh migrate``, 2 at a time."""
+    remove_all_guests(cfg)
+    names = [f"bd-{i}" for i in range(DRAIN_GUESTS)]
+    for name in names:
+        create_lab_vm(cfg, name, "h1")
+    by_fleet, by_virsh = [], []
+    store = lab_store(cfg)
+    for _ in range(runs):
+        by_fleet.append(timed(partial(fleet, "host", "drain", "h1", "--concurrency",
+                                      str(DRAIN_CONCURRENCY), "--wait")))
+        fleet("host", "activate", "h1")
+        job = store.drain_job("h1")
+        order = [m.vm for m in store.job_moves(job)] if job else names
+        placed = [(n, "h1", store.get_vm(n).host) for n in order]
+        _virsh_moves(cfg, [(n, dest, "h1") for n, _, dest in placed], DRAIN_CONCURRENCY)
+        by_virsh.append(timed(partial(_virsh_moves, cfg, placed, DRAIN_CONCURRENCY)))
+        _virsh_moves(cfg, [(n, dest, "h1") for n, _, dest in placed], DRAIN_CONCURRENCY)
+    remove_all_guests(cfg)
+    return by_fleet, by_virsh
 
 
 def bench_failover(cfg: LabConfig, runs: int) -> list[float]:
@@ -132,6 +176,7 @@ def bench_guard(cfg: LabConfig, runs: int) -> tuple[list[float], list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--drains", type=int, default=3)
     parser.add_argument("--failovers", type=int, default=3)
     parser.add_argument("--guards", type=int, default=3)
     args = parser.parse_args()
@@ -146,6 +191,13 @@ def main() -> None:
         print("| guest | runs | fleet vm migrate --wait, median s | virsh migrate --p2p,"
               " median s | ratio |\n| --- | --- | --- | --- | --- |")
         print("\n".join(bench_migrations(cfg, args.runs)))
+        drained, moved = bench_drain(cfg, args.drains)
+        f, v = statistics.median(drained), statistics.median(moved)
+        print(f"\ndrain of {DRAIN_GUESTS} tiny guests, {DRAIN_CONCURRENCY} at once,"
+              f" {len(drained)} runs: fleet host drain --wait median {f:.2f} s (runs"
+              f" {', '.join(f'{t:.2f}' for t in drained)}); virsh migrate, same guests,"
+              f" destinations and order, median {v:.2f} s (runs"
+              f" {', '.join(f'{t:.2f}' for t in moved)}); ratio {f / v:.2f}")
         took = bench_failover(cfg, args.failovers)
         print(f"\nfailover (power loss → 3 HA VMs running elsewhere), {len(took)} runs: "
               f"median {statistics.median(took):.2f} s, runs "
