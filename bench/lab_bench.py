@@ -94,28 +94,43 @@ def _virsh_moves(cfg: LabConfig, moves: list[tuple[str, str, str]], at_once: int
         store.update_vm(name, host=dest)
 
 
-def bench_drain(cfg: LabConfig, runs: int) -> tuple[list[float], list[float]]:
+def bench_drain(cfg: LabConfig, runs: int) -> tuple[list[float], list[float], list[float]]:
     """Each run drains h1 of 8 tiny guests with ``fleet host drain h1 --concurrency 2
     --wait``, then (guests back on h1, untimed) moves the same guests to the same
-    destinations, in fleet's order, with ``virsh migrate``, 2 at a time."""
+    destinations, in fleet's order, with ``virsh migrate``, 2 at a time. Also the drain
+    job's own time (created → finished), without the CLI's start and end."""
     remove_all_guests(cfg)
     names = [f"bd-{i}" for i in range(DRAIN_GUESTS)]
     for name in names:
         create_lab_vm(cfg, name, "h1")
-    by_fleet, by_virsh = [], []
+    by_fleet, by_job, by_virsh = [], [], []
     store = lab_store(cfg)
     for _ in range(runs):
         by_fleet.append(timed(partial(fleet, "host", "drain", "h1", "--concurrency",
                                       str(DRAIN_CONCURRENCY), "--wait")))
         fleet("host", "activate", "h1")
         job = store.drain_job("h1")
+        if job is not None:
+            by_job.append(job.finished_at - job.created_at)
         order = [m.vm for m in store.job_moves(job)] if job else names
         placed = [(n, "h1", store.get_vm(n).host) for n in order]
         _virsh_moves(cfg, [(n, dest, "h1") for n, _, dest in placed], DRAIN_CONCURRENCY)
         by_virsh.append(timed(partial(_virsh_moves, cfg, placed, DRAIN_CONCURRENCY)))
         _virsh_moves(cfg, [(n, dest, "h1") for n, _, dest in placed], DRAIN_CONCURRENCY)
     remove_all_guests(cfg)
-    return by_fleet, by_virsh
+    return by_fleet, by_job, by_virsh
+
+
+def drain_row(cli: list[float], job: list[float], bare: list[float]) -> str:
+    def runs(values: list[float]) -> str:
+        each = ", ".join(f"{t:.2f}" for t in values)
+        return f"median {statistics.median(values):.2f} s (runs {each})"
+
+    f, j, v = (statistics.median(x) for x in (cli, job, bare))
+    return (f"\ndrain of {DRAIN_GUESTS} tiny guests, {DRAIN_CONCURRENCY} at once, {len(cli)} runs:"
+            f" fleet host drain --wait {runs(cli)}, its job alone {runs(job)}; virsh migrate,"
+            f" same guests, destinations and order, {runs(bare)}; ratio {f / v:.2f}"
+            f" (job alone {j / v:.2f})")
 
 
 def bench_failover(cfg: LabConfig, runs: int) -> list[float]:
@@ -191,13 +206,7 @@ def main() -> None:
         print("| guest | runs | fleet vm migrate --wait, median s | virsh migrate --p2p,"
               " median s | ratio |\n| --- | --- | --- | --- | --- |")
         print("\n".join(bench_migrations(cfg, args.runs)))
-        drained, moved = bench_drain(cfg, args.drains)
-        f, v = statistics.median(drained), statistics.median(moved)
-        print(f"\ndrain of {DRAIN_GUESTS} tiny guests, {DRAIN_CONCURRENCY} at once,"
-              f" {len(drained)} runs: fleet host drain --wait median {f:.2f} s (runs"
-              f" {', '.join(f'{t:.2f}' for t in drained)}); virsh migrate, same guests,"
-              f" destinations and order, median {v:.2f} s (runs"
-              f" {', '.join(f'{t:.2f}' for t in moved)}); ratio {f / v:.2f}")
+        print(drain_row(*bench_drain(cfg, args.drains)))
         took = bench_failover(cfg, args.failovers)
         print(f"\nfailover (power loss → 3 HA VMs running elsewhere), {len(took)} runs: "
               f"median {statistics.median(took):.2f} s, runs "

@@ -76,18 +76,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_fleet(log_dir: Path, shape: Shape) -> Fleet:
+def start_fleet(log_dir: Path, shape: Shape, settings: dict[str, str] | None = None) -> Fleet:
     """A private Redis, then seeded hosts and VMs, then the agents and controllers, ready.
 
     This process's Celery app is pointed at the new Redis and prefix (``reconfigure``),
-    so tasks it sends reach this fleet's workers.
+    so tasks it sends reach this fleet's workers. ``settings`` are more ``FLEET_*``
+    variables for every process.
     """
     procs = Processes(log_dir)
     try:
         url = procs.start_redis()
         redis_proc = procs.named(f"redis-{url.rsplit(':', 1)[1].split('/')[0]}")
         env = {"FLEET_REDIS_URL": url, "FLEET_PREFIX": f"bench-scale-{uuid.uuid4().hex[:8]}",
-               "FLEET_SIM_SPEED": SIM_SPEED}
+               "FLEET_SIM_SPEED": SIM_SPEED, **(settings or {})}
         os.environ.update(env)
         from tasks.app import reconfigure
 

@@ -52,7 +52,8 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "worker_send_task_events": True,
         "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
-        "result_expires": 86400,
+        # results go with the jobs they belong to (a day at most): memory stays bounded
+        "result_expires": int(min(86400.0, settings.retention_s)),
         "broker_connection_retry_on_startup": True,
         "timezone": "UTC",
     }
