@@ -46,12 +46,21 @@ def rounds(fleet: Fleet, opts: argparse.Namespace) -> list[float]:
     return sizes
 
 
-def run(opts: argparse.Namespace, retention_s: float, log_dir: Path) -> list[float]:
+def biggest_keys(fleet: Fleet, count: int = 4) -> str:
+    """The ``count`` keys that hold the most memory, with their sizes (what still grows)."""
+    r = fleet.store.r
+    sizes = [(int(r.memory_usage(k) or 0), k) for k in r.scan_iter(count=1000)]
+    top = sorted(sizes, reverse=True)[:count]
+    return ", ".join(f"{k.split(':', 1)[-1]} {b / MIB:.2f} MiB" for b, k in top)
+
+
+def run(opts: argparse.Namespace, retention_s: float, log_dir: Path) -> tuple[list[float], str]:
+    """MiB after each round, and the biggest keys at the end."""
     shape = Shape(opts.hosts, opts.vms, agents=2, controllers=1)
     fleet = start_fleet(log_dir, shape, {"FLEET_RETENTION_S": str(retention_s),
                                          "FLEET_RECONCILE_INTERVAL_S": "1"})
     try:
-        return rounds(fleet, opts)
+        return rounds(fleet, opts), biggest_keys(fleet)
     finally:
         fleet.stop()
 
@@ -73,9 +82,9 @@ def main() -> None:
     opts = parser.parse_args()
     log_dir = Path(tempfile.mkdtemp(prefix="fleet-retention-"))
     print(f"retention {opts.retention_s:.0f} s", file=sys.stderr)
-    kept = run(opts, opts.retention_s, log_dir / "retention")
+    kept, kept_keys = run(opts, opts.retention_s, log_dir / "retention")
     print("baseline: 7 days", file=sys.stderr)
-    base = run(opts, KEPT_DEFAULT_S, log_dir / "baseline")
+    base, base_keys = run(opts, KEPT_DEFAULT_S, log_dir / "baseline")
     print(f"Command: `python -m bench.retention {' '.join(sys.argv[1:])}`\n")
     print(f"| round | moves so far | MiB, retention {opts.retention_s:.0f} s |"
           " MiB, retention 7 days |\n| --- | --- | --- | --- |")
@@ -85,6 +94,7 @@ def main() -> None:
     print(f"\nMiB per 1,000 moves from round {settled + 1} on: retention"
           f" {growth_per_1000(kept, settled, opts.per_round):.2f}, baseline"
           f" {growth_per_1000(base, settled, opts.per_round):.2f}")
+    print(f"\nBiggest keys at the end: retention {kept_keys}; baseline {base_keys}")
     print(f"process logs kept in {log_dir}", file=sys.stderr)
 
 
