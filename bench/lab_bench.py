@@ -98,25 +98,28 @@ def bench_drain(cfg: LabConfig, runs: int) -> tuple[list[float], list[float], li
     """Each run drains h1 of 8 tiny guests with ``fleet host drain h1 --concurrency 2
     --wait``, then (guests back on h1, untimed) moves the same guests to the same
     destinations, in fleet's order, with ``virsh migrate``, 2 at a time. Also the drain
-    job's own time (created → finished), without the CLI's start and end."""
+    job's own time (created → finished), without the CLI's start and end. One more run
+    first, not counted, warms both up (guests just booted, first connections)."""
     remove_all_guests(cfg)
     names = [f"bd-{i}" for i in range(DRAIN_GUESTS)]
     for name in names:
         create_lab_vm(cfg, name, "h1")
     by_fleet, by_job, by_virsh = [], [], []
     store = lab_store(cfg)
-    for _ in range(runs):
-        by_fleet.append(timed(partial(fleet, "host", "drain", "h1", "--concurrency",
-                                      str(DRAIN_CONCURRENCY), "--wait")))
+    for run in range(runs + 1):  # run 0 warms up: new guests, first connections
+        took = timed(partial(fleet, "host", "drain", "h1", "--concurrency",
+                             str(DRAIN_CONCURRENCY), "--wait"))
         fleet("host", "activate", "h1")
         job = store.drain_job("h1")
-        if job is not None:
-            by_job.append(job.finished_at - job.created_at)
         order = [m.vm for m in store.job_moves(job)] if job else names
         placed = [(n, "h1", store.get_vm(n).host) for n in order]
         _virsh_moves(cfg, [(n, dest, "h1") for n, _, dest in placed], DRAIN_CONCURRENCY)
-        by_virsh.append(timed(partial(_virsh_moves, cfg, placed, DRAIN_CONCURRENCY)))
+        bare = timed(partial(_virsh_moves, cfg, placed, DRAIN_CONCURRENCY))
         _virsh_moves(cfg, [(n, dest, "h1") for n, _, dest in placed], DRAIN_CONCURRENCY)
+        if run and job is not None:
+            by_fleet.append(took)
+            by_job.append(job.finished_at - job.created_at)
+            by_virsh.append(bare)
     remove_all_guests(cfg)
     return by_fleet, by_job, by_virsh
 

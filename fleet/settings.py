@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -21,7 +22,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from fleet.core.errors import InvalidInput
 
-_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
+_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}")
 
 
 class Settings(BaseSettings):
@@ -100,12 +101,13 @@ class Settings(BaseSettings):
             return value
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss://, unix:// or sentinel://")
+        check_redis_url(value)
         return value
 
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if not _PREFIX.match(value):
+        if not _PREFIX.fullmatch(value):
             raise ValueError("must be 1-41 letters, digits, '_', '.' or '-'")
         return value
 
@@ -119,6 +121,27 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings)
+
+
+def check_redis_url(url: str) -> None:
+    """Raise ``ValueError`` unless a ``redis://``/``rediss://`` URL names a host (and a
+    valid port and database) and a ``unix://`` URL a socket path."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL: {exc}") from None
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError("names no socket path (unix:///path/to/redis.sock)")
+        return
+    if not parts.hostname:
+        raise ValueError(f"names no host ({parts.scheme}://HOST[:PORT][/DB])")
+    if port == 0:
+        raise ValueError("names port 0")
+    db = parts.path.strip("/")
+    if db and not (db.isascii() and db.isdigit()):
+        raise ValueError(f"database {db!r} is not a number")
 
 
 def _file_values(path: str) -> dict[str, Any]:

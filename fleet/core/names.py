@@ -6,13 +6,13 @@ import re
 
 from fleet.core.errors import InvalidInput
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_JOB_ID = re.compile(r"^[0-9a-f]{12,32}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_JOB_ID = re.compile(r"[0-9a-f]{12,32}")
 
 
 def check_name(kind: str, value: str) -> str:
     """Return ``value`` if it is a valid host/VM/group name, else raise ``InvalidInput``."""
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise InvalidInput(
             f"malformed {kind} name {value!r}: use 1-63 letters, digits, '.', '_' or '-',"
             " starting with a letter or digit"
@@ -22,7 +22,7 @@ def check_name(kind: str, value: str) -> str:
 
 def check_job_id(value: str) -> str:
     """Return ``value`` if it looks like a job id, else raise ``InvalidInput``."""
-    if not _JOB_ID.match(value):
+    if not _JOB_ID.fullmatch(value):
         raise InvalidInput(f"malformed job id {value!r}")
     return value
 

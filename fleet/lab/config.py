@@ -17,9 +17,9 @@ from fleet.core.errors import InvalidInput
 
 MAX_HOSTS = 50
 LIBVIRTD_PORT = 16509
-_SUBNET = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
-_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-_HOST = re.compile(r"^h([1-9][0-9]?)$")
+_SUBNET = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})", re.ASCII)
+_IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+_HOST = re.compile(r"h([1-9][0-9]?)")
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,10 @@ class LabConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.hosts <= MAX_HOSTS:
             raise InvalidInput(f"--hosts must be between 1 and {MAX_HOSTS}, not {self.hosts}")
-        match = _SUBNET.match(self.subnet)
+        match = _SUBNET.fullmatch(self.subnet)
         if not match or any(int(part) > 255 for part in match.groups()):
             raise InvalidInput(f"lab subnet {self.subnet!r} must be three octets like 10.77.0")
-        if not _IFNAME.match(self.bridge) or not _IFNAME.match(self.veth("h50")):
+        if not _IFNAME.fullmatch(self.bridge) or not _IFNAME.fullmatch(self.veth("h50")):
             raise InvalidInput("lab bridge and veth names must fit in 15 characters")
         if not 1024 <= self.redis_port < 65536:
             raise InvalidInput(f"lab redis port {self.redis_port} out of range")
@@ -59,7 +59,7 @@ class LabConfig:
 
     def check_host(self, host: str) -> str:
         """``host`` if it names a host of this lab, else ``InvalidInput``."""
-        match = _HOST.match(host)
+        match = _HOST.fullmatch(host)
         if not match or int(match.group(1)) > self.hosts:
             raise InvalidInput(f"unknown lab host {host!r}: the lab has h1..h{self.hosts}")
         return host

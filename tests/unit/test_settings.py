@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fleet.core.errors import InvalidInput
-from fleet.core.names import check_name, parse_name_list
+from fleet.core.names import check_job_id, check_name, parse_name_list
 from fleet.settings import load_settings
 
 
@@ -48,10 +48,30 @@ def test_missing_config_file(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
-@pytest.mark.parametrize("name", ["", "-x", "a b", "x" * 64, "h1;rm", "ü"])
+@pytest.mark.parametrize("name", ["", "-x", "a b", "x" * 64, "h1;rm", "ü", "evil\n", "h1\n",
+                                  "\nh1", "h1\r"])
 def test_malformed_names(name: str) -> None:
     with pytest.raises(InvalidInput):
         check_name("host", name)
+
+
+def test_ids_and_prefixes_with_a_trailing_newline_are_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidInput):
+        check_job_id("0123456789abcdef\n")
+    monkeypatch.setenv("FLEET_PREFIX", "fleet\n")
+    with pytest.raises(InvalidInput, match="prefix"):
+        load_settings()
+
+
+@pytest.mark.parametrize("url", ["rediss://", "redis://:S3cret@", "redis://h:99999/0",
+                                 "redis://h/zero", "unix://", "rediss://:S3cret@:6380/0"])
+def test_a_redis_url_without_a_host_or_with_a_bad_port_is_one_line_without_its_password(
+        monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("FLEET_REDIS_URL", url)
+    with pytest.raises(InvalidInput, match="redis_url") as caught:
+        load_settings()
+    assert "\n" not in str(caught.value) and "S3cret" not in str(caught.value)
 
 
 def test_name_lists() -> None:

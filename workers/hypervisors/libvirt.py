@@ -168,6 +168,20 @@ def ensure_event_loop() -> None:
         _loop_pid = os.getpid()
 
 
+def _is_alive(conn: Any) -> bool:
+    try:
+        return bool(conn.isAlive())
+    except Exception:  # a dead or closed connection
+        return False
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # closing a dead connection may fail; nothing to release
+        return
+
+
 class LibvirtHypervisor:
     """One host's libvirtd, reached through ``uri`` (``qemu:///system`` on the host)."""
 
@@ -187,23 +201,29 @@ class LibvirtHypervisor:
         with self._lock:
             if self._conn is not None and self._conn_pid == os.getpid() and self._alive():
                 return self._conn
-            ensure_event_loop()
-            lib = _libvirt()
-            try:
-                conn = lib.open(self.uri)
-                conn.setKeepAlive(*self.keepalive)
-                if self._wake is not None:
+            conn = self._open()
+            if self._wake is not None:
+                lib = _libvirt()
+                try:
                     libvirt_node.watch_lifecycle(conn, self._wake)
-            except lib.libvirtError as exc:
-                raise translate(exc, f"connect {self.uri}") from None
+                except lib.libvirtError as exc:
+                    raise translate(exc, f"connect {self.uri}") from None
             self._conn, self._conn_pid = conn, os.getpid()
             return conn
 
-    def _alive(self) -> bool:
+    def _open(self) -> Any:
+        """A new connection with keepalive (the event loop runs in this process)."""
+        ensure_event_loop()
+        lib = _libvirt()
         try:
-            return bool(self._conn.isAlive())
-        except Exception:
-            return False
+            conn = lib.open(self.uri)
+            conn.setKeepAlive(*self.keepalive)
+        except lib.libvirtError as exc:
+            raise translate(exc, f"connect {self.uri}") from None
+        return conn
+
+    def _alive(self) -> bool:
+        return _is_alive(self._conn)
 
     def _call(self, what: str, fn: Callable[[Any], T], **kw: bool) -> T:
         """Run ``fn(conn)``, translating libvirt errors."""
@@ -332,10 +352,7 @@ class LibvirtHypervisor:
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # closing a dead connection may fail; nothing to release
-                return
+            _close_quietly(conn)
 
     # -- migration ---------------------------------------------------------------
     def migrate(self, name: str, target: MigrationTarget, params: MigrationParams) -> None:
@@ -343,7 +360,9 @@ class LibvirtHypervisor:
             raise PermanentError(f"no libvirt URI for destination {target.host}")
         lib = _libvirt()
         flags, values = migration_flags(lib, params), migration_params(lib, params)
-        conn = self._connection()
+        # its own connection: calls on the shared one (another guest's lookup, this
+        # guest's job statistics) waited up to 0.4 s behind a migration's start on it
+        conn = self._open()
         try:
             dom = self._domain(conn, name)
             if params.max_downtime_ms > 0:
@@ -351,7 +370,9 @@ class LibvirtHypervisor:
             dom.migrateToURI3(target.uri, values, flags)
         except lib.libvirtError as exc:
             raise translate(exc, f"migrate {name} {self.host} -> {target.host}",
-                            migrating=True, local_alive=self._alive()) from None
+                            migrating=True, local_alive=_is_alive(conn)) from None
+        finally:
+            _close_quietly(conn)
 
     @staticmethod
     def _try_downtime(dom: Any, downtime_ms: int) -> None:
