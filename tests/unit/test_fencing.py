@@ -184,6 +184,31 @@ def test_ipmi_powers_off_and_confirms(fake_ipmitool: Path) -> None:
     assert all("s3cret" not in c["argv"] and c["password"] == "s3cret" for c in calls)
 
 
+def test_ipmi_reads_its_password_from_an_owner_only_file(fake_ipmitool: Path,
+                                                         tmp_path: Path) -> None:
+    secret = tmp_path / "ipmi-h1"
+    secret.write_text("fr0m-file\n")
+    secret.chmod(0o600)
+    out = IpmiAgent("10.0.0.1", username="admin", password_file=str(secret),
+                    poll_s=0.05).fence("h1", 5.0, SystemClock())
+    assert out.ok, out.detail
+    assert all(c["password"] == "fr0m-file" for c in _ipmi_log(fake_ipmitool))
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
+def test_a_password_file_others_can_read_is_refused_and_nothing_is_sent(
+        fake_ipmitool: Path, tmp_path: Path, mode: int) -> None:
+    secret = tmp_path / "ipmi-h1"
+    secret.write_text("leaked")
+    secret.chmod(mode)
+    out = IpmiAgent("10.0.0.1", username="admin", password_file=str(secret),
+                    poll_s=0.05).fence("h1", 1.0, SystemClock())
+    assert not out.ok and "chmod 600" in out.detail and "leaked" not in out.detail
+    assert not Path(f"{fake_ipmitool}.log").exists()  # ipmitool never ran
+    with pytest.raises(FenceError, match="readable by group or others"):
+        RedfishAgent("https://bmc", username="fence", password_file=str(secret))._headers()
+
+
 def test_ipmi_error_is_a_failure(fake_ipmitool: Path, monkeypatch: pytest.MonkeyPatch,
                                  ) -> None:
     monkeypatch.setenv("FAKE_IPMI_MODE", "fail")

@@ -15,6 +15,8 @@ so a fence takes at most ``timeout_s`` plus one command timeout.
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,6 +32,20 @@ class FenceError(FleetError):
 
 class FenceTimeout(FenceError):
     """A fence device did not answer in time; a timeout is a failure."""
+
+
+def read_secret(path: str, who: str) -> str:
+    """The secret in file ``path`` (stripped), refused unless only its owner may read it:
+    a password that group or others can read is not a secret any more."""
+    try:
+        mode = os.stat(path).st_mode
+        if mode & 0o077:
+            raise FenceError(f"{who}: password file {path} is readable by group or others"
+                             f" (mode {stat.S_IMODE(mode):04o}); chmod 600 it")
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError as exc:
+        raise FenceError(f"{who}: cannot read password file {path}: {exc.strerror}") from None
 
 
 class PowerState(StrEnum):

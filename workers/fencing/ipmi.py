@@ -16,9 +16,14 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from workers.fencing.base import ConfirmingAgent, FenceError, FenceTimeout, PowerState
+from workers.fencing.base import (
+    ConfirmingAgent,
+    FenceError,
+    FenceTimeout,
+    PowerState,
+    read_secret,
+)
 
 
 @dataclass
@@ -40,10 +45,7 @@ class IpmiAgent(ConfirmingAgent):
     def _password(self) -> str:
         if self.password or not self.password_file:
             return self.password
-        try:
-            return Path(self.password_file).read_text().strip()
-        except OSError as exc:
-            raise FenceError(f"ipmi: cannot read password file: {exc.strerror}") from None
+        return read_secret(self.password_file, "ipmi")
 
     def command(self, *args: str) -> list[str]:
         """The argv for one ipmitool call (without any secret)."""

@@ -25,10 +25,15 @@ import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from workers.fencing.base import ConfirmingAgent, FenceError, FenceTimeout, PowerState
+from workers.fencing.base import (
+    ConfirmingAgent,
+    FenceError,
+    FenceTimeout,
+    PowerState,
+    read_secret,
+)
 
 _ON = frozenset({"on", "poweringon", "poweringoff"})
 
@@ -59,11 +64,7 @@ class RedfishAgent(ConfirmingAgent):
         headers = {"Accept": "application/json", "Content-Type": "application/json"}
         password = self.password
         if not password and self.password_file:
-            try:
-                password = Path(self.password_file).read_text().strip()
-            except OSError as exc:
-                raise FenceError(f"redfish: cannot read password file: {exc.strerror}") \
-                    from None
+            password = read_secret(self.password_file, "redfish")
         if self.username:
             token = base64.b64encode(f"{self.username}:{password}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
