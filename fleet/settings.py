@@ -8,6 +8,7 @@ configuration raises ``InvalidInput`` with one line saying what is wrong.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
@@ -16,19 +17,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from pydantic_settings.exceptions import SettingsError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fleet.core.errors import InvalidInput
 
 _PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}")
 
 
-class Settings(BaseSettings):
-    """Every tunable of fleet, with production defaults."""
+class Settings(BaseModel):
+    """Every tunable of fleet, with production defaults (``load_settings`` reads them)."""
 
-    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_ride_out_s: float = Field(30.0, ge=0, le=600)
@@ -111,16 +110,6 @@ class Settings(BaseSettings):
             raise ValueError("must be 1-41 letters, digits, '_', '.' or '-'")
         return value
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
 
 
 def check_redis_url(url: str) -> None:
@@ -178,19 +167,35 @@ def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str]]:
     return found
 
 
+_JSON_FIELDS = frozenset({"shared_storage", "fence"})
+"""Settings whose variables hold JSON (a list, a table); the others are plain values."""
+
+
+def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings given as ``FLEET_<NAME>`` variables (any case), JSON ones decoded."""
+    given = {k.upper(): v for k, v in environ.items() if k.upper().startswith("FLEET_")}
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        raw = given.get(f"FLEET_{name.upper()}")
+        if raw is None:
+            continue
+        try:
+            values[name] = json.loads(raw) if name in _JSON_FIELDS else raw
+        except json.JSONDecodeError:
+            raise InvalidInput(f"invalid configuration: FLEET_{name.upper()} is not valid"
+                               " JSON") from None
+    return values
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment and ``FLEET_CONFIG``; one-line error if invalid."""
+    """Read settings from ``FLEET_CONFIG`` and the environment (which wins); one-line
+    error if invalid."""
     path = os.environ.get("FLEET_CONFIG", "")
     values = _file_values(path) if path else {}
-    env_names = {k[len("FLEET_") :].lower() for k in os.environ if k.startswith("FLEET_")}
-    values = {k: v for k, v in values.items() if k not in env_names}
+    values.update(env_values(os.environ))
     values.update(overrides)
     try:
         return Settings(**values)
-    except SettingsError as exc:  # a value the environment source cannot even parse
-        field = str(exc).split('"')[1] if '"' in str(exc) else "a setting"
-        raise InvalidInput(f"invalid configuration: FLEET_{field.upper()} is not valid JSON"
-                           ) from None
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "config"

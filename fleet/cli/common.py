@@ -25,10 +25,11 @@ def checked_settings() -> Settings:
     """Settings, with every fence agent of ``FLEET_FENCE`` built once (an unknown kind or
     a missing parameter is a one-line error, exit 2) and mistyped ``FLEET_*`` variables
     named on stderr."""
-    from workers.fencing import check_config
-
     settings = load_settings()
-    check_config(settings.fence)
+    if settings.fence:  # the agents are imported only when there are some to check
+        from workers.fencing import check_config
+
+        check_config(settings.fence)
     for name, guess in unknown_variables(os.environ):
         hint = f" (did you mean {guess}?)" if guess else ""
         sys.stderr.write(f"fleet: warning: {name} is not a fleet setting{hint}\n")

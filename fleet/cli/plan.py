@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from fleet.cli.common import JsonOpt, console, print_json, rows_table
-from fleet.core.capacity import CapacityReport, n_plus_one
 from fleet.core.errors import InvalidInput
-from fleet.core.evacuation import EvacuationPlan, plan_evacuation
-from fleet.core.fleetstate import FleetState
-from fleet.core.placement import Placement, place_stream
-from fleet.core.planmodel import PRESETS, PlacementConfig
-from fleet.planfiles import read_hosts, read_inventory, read_vms
+
+if TYPE_CHECKING:  # the engine is imported by the commands that use it: a fast CLI start
+    from fleet.core.capacity import CapacityReport
+    from fleet.core.evacuation import EvacuationPlan
+    from fleet.core.placement import Placement
+    from fleet.core.planmodel import PlacementConfig
 
 plan_app = typer.Typer(help="What-if planning on inventory files (no cluster needed).",
                        no_args_is_help=True)
@@ -36,6 +36,8 @@ Reserved = Annotated[int, typer.Option("--reserved-mib", help="Memory reserved p
 def make_config(policy: str, cpu_ratio: float = 1.0, ram_ratio: float = 1.0,
                 reserved_mib: int = 0) -> PlacementConfig:
     """A ``PlacementConfig`` from command-line values (``policy``: spread or stack)."""
+    from fleet.core.planmodel import PRESETS, PlacementConfig
+
     if policy not in PRESETS:
         raise InvalidInput(f"unknown policy {policy!r}: choose {' or '.join(PRESETS)}")
     if cpu_ratio <= 0 or ram_ratio <= 0 or reserved_mib < 0:
@@ -50,6 +52,10 @@ def run_place(hosts_file: Path, vms_file: Path, config: PlacementConfig) -> dict
 
     VMs with a ``host`` are taken as already running there.
     """
+    from fleet.core.fleetstate import FleetState
+    from fleet.core.placement import place_stream
+    from fleet.planfiles import read_hosts, read_vms
+
     hosts, vms = read_hosts(hosts_file), read_vms(vms_file)
     names = {h.name for h in hosts}
     for vm in vms:
@@ -68,6 +74,10 @@ def run_place(hosts_file: Path, vms_file: Path, config: PlacementConfig) -> dict
 def run_drain(inventory: Path, host: str, config: PlacementConfig, max_per_source: int = 2,
               max_per_destination: int = 1) -> tuple[EvacuationPlan, float]:
     """The evacuation plan for ``host`` and the planning time in ms (state build included)."""
+    from fleet.core.evacuation import plan_evacuation
+    from fleet.core.fleetstate import FleetState
+    from fleet.planfiles import read_inventory
+
     inv = read_inventory(inventory)
     t0 = time.perf_counter()
     st = FleetState(inv.hosts, config, inv.vms)
@@ -79,6 +89,10 @@ def run_drain(inventory: Path, host: str, config: PlacementConfig, max_per_sourc
 def run_capacity(inventory: Path, config: PlacementConfig,
                  thorough: bool = False) -> tuple[CapacityReport, float]:
     """The N+1 report and its time in ms."""
+    from fleet.core.capacity import n_plus_one
+    from fleet.core.fleetstate import FleetState
+    from fleet.planfiles import read_inventory
+
     inv = read_inventory(inventory)
     t0 = time.perf_counter()
     report = n_plus_one(FleetState(inv.hosts, config, inv.vms), thorough)
