@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 
 from fleet.lab import lab
 from fleet.lab.config import LabConfig
@@ -33,8 +34,15 @@ BENCH_LAB = {"root": "/var/lib/fleet-lab-bench", "hosts": 3, "bridge": "flbbr0",
              "netns_prefix": "flb-", "veth_prefix": "flb-", "flower_port": 5598}
 
 
+def fleet_command() -> list[str]:
+    """The ``fleet`` command as operators run it: the console script beside this
+    interpreter (``python -m fleet.cli.main`` where it is not installed)."""
+    script = Path(sys.executable).with_name("fleet")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "fleet.cli.main"]
+
+
 def fleet(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "fleet.cli.main", *args], env=dict(os.environ),
+    done = subprocess.run([*fleet_command(), *args], env=dict(os.environ),
                           capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         raise SystemExit(f"fleet {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
