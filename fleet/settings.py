@@ -82,6 +82,9 @@ class Settings(BaseModel):
     node_facts_interval_s: float = Field(60.0, gt=0)
     inventory_gone_after_s: float = Field(10.0, ge=0)
     shared_storage: list[str] = Field(default_factory=list)
+    migration_allow_tcp: bool = False
+    """Allow ``qemu+tcp`` peers (migrations and pre-flight in clear); otherwise only
+    ``qemu+tls``/``qemu+ssh`` (``fleet.core.libvirt_uri``)."""
     fence: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sim_speed: float = Field(1.0, gt=0)
     sim_bandwidth_mib_s: float = Field(1000.0, gt=0)

@@ -250,7 +250,8 @@ def agent(
     address: Annotated[str, typer.Option(
         help="Address other hosts reach this one at (default: none; sim needs none).")] = "",
     migration_uri: Annotated[str, typer.Option(
-        help="libvirt URI peers migrate to (default qemu+tcp://ADDRESS/system).")] = "",
+        help="libvirt URI peers migrate to (default qemu+tls://ADDRESS/system; qemu+tcp"
+             " where FLEET_MIGRATION_ALLOW_TCP=true).")] = "",
 ) -> None:
     """Run the agent of one host (or several sim hosts): its Celery worker and heartbeats."""
     from workers.hypervisors.factory import DRIVERS
@@ -268,13 +269,28 @@ def agent(
     from tasks.processes import run_agent
     from workers.hostfacts import Registration
 
-    if driver == "libvirt" and not migration_uri and address:
-        migration_uri = f"qemu+tcp://{address}/system"
+    if driver == "libvirt":
+        migration_uri = _migration_uri(migration_uri, address, settings.migration_allow_tcp)
     for value, flag in ((vcpus, "--vcpus"), (memory_mib, "--memory-mib")):
         if value is not None and value < 1:
             raise InvalidInput(f"{flag} must be at least 1")
     reg = Registration(driver, address, migration_uri, vcpus, memory_mib)
     run_agent(settings, names, driver, uri if driver == "libvirt" else "", reg)
+
+
+def _migration_uri(given: str, address: str, allow_tcp: bool) -> str:
+    """The URI peers reach this host's libvirtd at: checked like every URI fleet opens
+    (``fleet.core.libvirt_uri``); TLS unless plain TCP is allowed, which is warned of."""
+    from fleet.core.libvirt_uri import check_libvirt_uri
+
+    uri = given or (f"qemu+{'tcp' if allow_tcp else 'tls'}://{address}/system"
+                    if address else "")
+    if uri:
+        check_libvirt_uri(uri, allow_tcp)
+    if uri.startswith("qemu+tcp:"):
+        sys.stderr.write("fleet: warning: migrations to and from this host travel in clear"
+                         " (qemu+tcp); prefer qemu+tls\n")
+    return uri
 
 
 @app.command()

@@ -67,7 +67,9 @@ def fleet_env(cfg: LabConfig) -> dict[str, str]:
     """The environment of fleet processes in the lab (lab fencing: the power switch)."""
     path = os.environ.get("PYTHONPATH", "")
     fence = {"*": {"agent": "lab", "netns": f"{cfg.netns_prefix}{{host}}"}}
+    # the lab's libvirtds listen in clear on its private bridge (qemu+tcp)
     return {**os.environ, "FLEET_REDIS_URL": cfg.redis_url, "FLEET_PREFIX": cfg.prefix,
+            "FLEET_MIGRATION_ALLOW_TCP": "true",
             "FLEET_FENCE": os.environ.get("FLEET_FENCE") or json.dumps(fence),
             "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
 

@@ -44,7 +44,7 @@ runner = CliRunner()
 
 
 def hv(cfg: LabConfig, host: str) -> LibvirtHypervisor:
-    return LibvirtHypervisor(host, cfg.uri(host))
+    return LibvirtHypervisor(host, cfg.uri(host), allow_tcp=True)
 
 
 def virsh_hostname(cfg: LabConfig, host: str) -> str:

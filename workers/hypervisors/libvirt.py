@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from fleet.core.errors import InvalidInput
 from fleet.core.hypervisor import (
     DestinationError,
     DomainGone,
@@ -31,6 +32,7 @@ from fleet.core.hypervisor import (
     PermanentError,
     TransientError,
 )
+from fleet.core.libvirt_uri import check_libvirt_uri
 from fleet.core.nodefacts import NodeFacts
 from workers.hypervisors import libvirt_node
 from workers.hypervisors.libvirt_migration import (
@@ -186,10 +188,11 @@ class LibvirtHypervisor:
     """One host's libvirtd, reached through ``uri`` (``qemu:///system`` on the host)."""
 
     def __init__(self, host: str, uri: str = "qemu:///system",
-                 keepalive: tuple[int, int] = (5, 3)) -> None:
+                 keepalive: tuple[int, int] = (5, 3), allow_tcp: bool = False) -> None:
         self.host = host
         self.uri = uri
         self.keepalive = keepalive
+        self.allow_tcp = allow_tcp  # qemu+tcp peers (fleet.core.libvirt_uri)
         self._conn: Any = None
         self._conn_pid = 0
         self._lock = threading.Lock()
@@ -211,8 +214,17 @@ class LibvirtHypervisor:
             self._conn, self._conn_pid = conn, os.getpid()
             return conn
 
+    def _safe(self, uri: str) -> str:
+        """``uri`` if fleet may open it; a URI from the store could make libvirt run a
+        command (``PermanentError``, nothing opened)."""
+        try:
+            return check_libvirt_uri(uri, self.allow_tcp)
+        except InvalidInput as exc:
+            raise PermanentError(str(exc)) from None
+
     def _open(self) -> Any:
         """A new connection with keepalive (the event loop runs in this process)."""
+        self._safe(self.uri)
         ensure_event_loop()
         lib = _libvirt()
         try:
@@ -358,6 +370,7 @@ class LibvirtHypervisor:
     def migrate(self, name: str, target: MigrationTarget, params: MigrationParams) -> None:
         if not target.uri:
             raise PermanentError(f"no libvirt URI for destination {target.host}")
+        self._safe(target.uri)  # this host's libvirtd opens it, as root
         lib = _libvirt()
         flags, values = migration_flags(lib, params), migration_params(lib, params)
         # its own connection: calls on the shared one (another guest's lookup, this
