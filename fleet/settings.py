@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -170,7 +170,8 @@ def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str]]:
     return found
 
 
-_JSON_FIELDS = frozenset({"shared_storage", "fence"})
+_JSON_FIELDS = frozenset(name for name, field in Settings.model_fields.items()
+                         if get_origin(field.annotation) in (list, dict))
 """Settings whose variables hold JSON (a list, a table); the others are plain values."""
 
 

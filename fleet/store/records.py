@@ -135,7 +135,7 @@ def cas(
             return None
         commands = queued(client, extra, new)
         if commands is None:
-            return watched_cas(client, key, cls, mutate, extra, retries, guard)
+            return _watched(client, key, cls, mutate, extra, retries, guard)
         done = _commit(client, key, str(raw), dump(new), guard, commands)
         if done == 1:
             return new
@@ -144,15 +144,9 @@ def cas(
     raise Conflict(f"too much contention on {key}")
 
 
-def watched_cas(
-    client: redis.Redis,
-    key: str,
-    cls: type[R],
-    mutate: Callable[[R], R | None],
-    extra: Callable[[Any, R], None] | None = None,
-    retries: int = 50,
-    guard: Guard | None = None,
-) -> R | None:
+def _watched(client: redis.Redis, key: str, cls: type[R], mutate: Callable[[R], R | None],
+             extra: Callable[[Any, R], None] | None, retries: int, guard: Guard | None,
+             ) -> R | None:
     """``cas`` by WATCH/MULTI: for extra commands that are scripts."""
     for _ in range(retries):
         with client.pipeline() as transaction:

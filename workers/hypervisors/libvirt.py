@@ -202,8 +202,9 @@ class LibvirtHypervisor:
     # -- connection ------------------------------------------------------------------
     def _connection(self) -> Any:
         with self._lock:
-            if self._conn is not None and self._conn_pid == os.getpid() and self._alive():
-                return self._conn
+            conn = self._conn
+            if conn is not None and self._conn_pid == os.getpid() and _is_alive(conn):
+                return conn
             conn = self._open()
             if self._wake is not None:
                 lib = _libvirt()
@@ -233,9 +234,6 @@ class LibvirtHypervisor:
         except lib.libvirtError as exc:
             raise translate(exc, f"connect {self.uri}") from None
         return conn
-
-    def _alive(self) -> bool:
-        return _is_alive(self._conn)
 
     def _call(self, what: str, fn: Callable[[Any], T], **kw: bool) -> T:
         """Run ``fn(conn)``, translating libvirt errors."""
