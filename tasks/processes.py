@@ -18,9 +18,9 @@ from tasks.control_tasks import request_advance
 from tasks.routing import CONTROL_QUEUE, host_queue, worker_name
 from tasks.runtime import Runtime, configure
 from workers.fencing import kinds
-from workers.heartbeat import Ticker, beat_hosts
+from workers.heartbeat import Ticker, beat_hosts, beat_surveyed
 from workers.hostfacts import Registration
-from workers.hypervisors.factory import open_hypervisor
+from workers.hypervisors.sim import survey
 from workers.inventory import sweep_strays
 from workers.reconciler import Reconciler
 from workers.watcher import HostWatcher
@@ -54,13 +54,16 @@ def heartbeats(rt: Runtime) -> Ticker:
     s = rt.settings
     beats = Store.connect(s.redis_url, s.prefix, max_connections=2,
                           ride_out_s=s.redis_ride_out_s)
-    hvs = [open_hypervisor(rt.driver, h, "", beats, s) if rt.driver == "sim"
-           else rt.hypervisor(h) for h in rt.hosts]
+    hvs = [] if rt.driver == "sim" else [rt.hypervisor(h) for h in rt.hosts]
     started = [0.0]
 
     def beat() -> None:
         started[0] = time.monotonic()
-        beat_hosts(beats, hvs, rt.runner_id, s.heartbeat_ttl_s)
+        if rt.driver == "sim":  # every simulated host's domains in one round trip
+            seen = survey(beats.r, beats.keys, rt.hosts)
+            beat_surveyed(beats, seen, rt.runner_id, s.heartbeat_ttl_s)
+        else:
+            beat_hosts(beats, hvs, rt.runner_id, s.heartbeat_ttl_s)
 
     def pause() -> float:  # a fixed rate: a slow round does not stretch the period
         return max(0.0, s.heartbeat_interval_s - (time.monotonic() - started[0]))

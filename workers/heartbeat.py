@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleet.core.hypervisor import Hypervisor, HypervisorError, PoweredOff
@@ -36,6 +36,17 @@ def beat_once(store: Store, hv: Hypervisor, agent_id: str, ttl_s: float) -> None
     info = reading(hv, agent_id)
     if info is not None:
         store.beat(hv.host, info, ttl_s)
+
+
+def beat_surveyed(store: Store, seen: Mapping[str, Sequence[Mapping[str, str]] | None],
+                  agent_id: Callable[[str], str], ttl_s: float) -> int:
+    """One heartbeat for each host of ``seen`` (its domains, read together for many
+    hosts; None for a host without power), written in one round trip; how many."""
+    infos: dict[str, dict[str, object]] = {
+        host: {"agent": agent_id(host), "hypervisor_ok": True, "domains": list(domains),
+               "error": ""} for host, domains in seen.items() if domains is not None}
+    store.beat_many(infos, ttl_s)
+    return len(infos)
 
 
 def beat_hosts(store: Store, hvs: Sequence[Hypervisor], agent_id: Callable[[str], str],

@@ -32,3 +32,30 @@ def test_every_powered_host_beats_in_one_round(store: Store) -> None:
     assert h0["hypervisor_ok"] is True and h0["error"] == ""
     assert h3 is not None and h3["domains"] == [] and h3["error"] == "libvirt said no"
     assert 0 < store.r.pttl(store.keys.heartbeat("h0")) <= 5000
+
+
+def test_a_survey_of_simulated_hosts_beats_as_each_host_would(store: Store) -> None:
+    from fleet.core.models import VM
+    from workers.heartbeat import beat_surveyed
+    from workers.hypervisors.sim import survey
+    from workers.inventory import create_vm
+
+    hvs = [SimHypervisor(store.r, store.keys, f"h{i}") for i in range(3)]
+    for i, hv in enumerate(hvs):
+        create_vm(store, hv, VM(f"vm{i}", f"00000000-0000-0000-0000-00000000000{i}", hv.host,
+                                1, 256))
+    hvs[0].pause("vm0")
+    hvs[1].power_off()
+    assert beat_surveyed(store, survey(store.r, store.keys, ["h0", "h1", "h2"]),
+                         lambda h: f"{h}/agent", ttl_s=5) == 2
+    surveyed = {h: store.heartbeat(h) for h in ("h0", "h1", "h2")}
+    beat_hosts(store, hvs, lambda h: f"{h}/agent", ttl_s=5)
+    each = {h: store.heartbeat(h) for h in ("h0", "h1", "h2")}
+    assert surveyed["h1"] is None and each["h1"] is None
+    for host in ("h0", "h2"):
+        got, want = surveyed[host], each[host]
+        assert got is not None and want is not None
+        assert {k: v for k, v in got.items() if k != "at"} == {
+            k: v for k, v in want.items() if k != "at"}
+    assert each["h0"] is not None and each["h0"]["domains"] == [
+        {"name": "vm0", "state": "paused"}]

@@ -77,6 +77,23 @@ return false
 """
 
 
+def survey(client: redis.Redis, keys: Keys, hosts: Sequence[str],
+           ) -> dict[str, list[dict[str, str]] | None]:
+    """Each simulated host's domains (name and state) read in one round trip, or None for
+    a host without power: what the heartbeats of an agent serving many hosts need."""
+    with client.pipeline(transaction=False) as pipe:
+        for host in hosts:
+            pipe.get(keys.sim_power(host))
+            pipe.hvals(keys.sim_host(host))
+        replies = pipe.execute()
+    seen: dict[str, list[dict[str, str]] | None] = {}
+    for i, host in enumerate(hosts):
+        power, raws = replies[2 * i], replies[2 * i + 1]
+        seen[host] = None if power == "off" else [
+            {"name": str(d["name"]), "state": str(d["state"])} for d in map(json.loads, raws)]
+    return seen
+
+
 class SimHypervisor:
     """One simulated host's hypervisor."""
 
