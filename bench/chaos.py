@@ -382,8 +382,7 @@ def main() -> None:
     args = parser.parse_args()
     chosen = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
     cfg = LabConfig(**CHAOS_LAB)  # type: ignore[arg-type]
-    os.environ.update({"FLEET_REDIS_URL": cfg.redis_url, "FLEET_PREFIX": cfg.prefix,
-                       "FLEET_LAB_DIR": cfg.root})
+    os.environ.update(cfg.client_env())
     results = []
     try:
         lab.up(cfg, agents=True, install=True)

@@ -214,8 +214,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = LabConfig(**BENCH_LAB)  # type: ignore[arg-type]
     lab.down(cfg.path, expected=cfg)
-    os.environ.update({"FLEET_REDIS_URL": cfg.redis_url, "FLEET_PREFIX": cfg.prefix,
-                       "FLEET_LAB_DIR": cfg.root})
+    os.environ.update(cfg.client_env())
     try:
         lab.up(cfg, agents=True, install=True)
         store = lab_store(cfg)

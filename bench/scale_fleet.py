@@ -25,6 +25,7 @@ from fleet.core.models import VM, Host, Job, Move, MoveState
 from fleet.settings import load_settings
 from fleet.store import Store
 from fleet.store.records import load
+from workers.signing import generate
 
 HOST_VCPUS, HOST_MEMORY_MIB = 64, 262144
 VM_MEMORY_MIB = (512, 1024, 1536, 2048)
@@ -88,7 +89,10 @@ def start_fleet(log_dir: Path, shape: Shape, settings: dict[str, str] | None = N
         url = procs.start_redis()
         redis_proc = procs.named(f"redis-{url.rsplit(':', 1)[1].split('/')[0]}")
         env = {"FLEET_REDIS_URL": url, "FLEET_PREFIX": f"bench-scale-{uuid.uuid4().hex[:8]}",
-               "FLEET_SIM_SPEED": SIM_SPEED, **(settings or {})}
+               "FLEET_SIM_SPEED": SIM_SPEED,
+               "FLEET_KEYS_DIR": os.environ.get("FLEET_KEYS_DIR") or str(log_dir / "keys"),
+               **(settings or {})}
+        generate(env["FLEET_KEYS_DIR"])
         os.environ.update(env)
         from tasks.app import reconfigure
 
@@ -353,12 +357,12 @@ def _spread(vms: Sequence[VM], count: int) -> list[str]:
 
 
 def noop_phase(fleet: Fleet, count: int, timeout_s: float) -> Phase:
-    from tasks.app import app
+    from tasks.signed import send
 
     before, started = cpu_now(fleet), time.monotonic()
-    results = [app.send_task("celery.accumulate", args=(1,)) for _ in range(count)]
+    results = [send("celery.accumulate", {}) for _ in range(count)]  # signed, as all work
     sent = time.monotonic() - started
-    done = sum(1 for r in results if r.get(timeout=timeout_s) == [1])  # its args, as a list
+    done = sum(1 for r in results if r.get(timeout=timeout_s) == [])  # its args, as a list
     seconds = time.monotonic() - started
     return Phase(done, count - done, seconds, cpu_now(fleet) - before, {"send s": f"{sent:.2f}"})
 

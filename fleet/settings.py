@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from fleet.core.definition_rules import DEFAULT_ROOTS
 from fleet.core.errors import InvalidInput
 
 _PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}")
@@ -82,9 +83,18 @@ class Settings(BaseModel):
     node_facts_interval_s: float = Field(60.0, gt=0)
     inventory_gone_after_s: float = Field(10.0, ge=0)
     shared_storage: list[str] = Field(default_factory=list)
+    domain_roots: list[str] = Field(default_factory=lambda: list(DEFAULT_ROOTS))
+    """Where the host paths of a definition fleet defines may lie (disks, kernels,
+    firmware, logs, the emulator), besides ``shared_storage``
+    (``fleet.core.definition_rules``)."""
     migration_allow_tcp: bool = False
     """Allow ``qemu+tcp`` peers (migrations and pre-flight in clear); otherwise only
     ``qemu+tls``/``qemu+ssh`` (``fleet.core.libvirt_uri``)."""
+    keys_dir: str = ""
+    """Where this machine's signing key and the trusted public keys are
+    (``workers.signing``): work sent to hosts is signed, and unsigned work is refused."""
+    signature_ttl_s: float = Field(3600.0, ge=10, le=7 * 86400.0)
+    """How long a signed message stays valid after it was sent."""
     fence: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sim_speed: float = Field(1.0, gt=0)
     sim_bandwidth_mib_s: float = Field(1000.0, gt=0)

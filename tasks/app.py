@@ -61,7 +61,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
 
 def create_app(settings: Settings) -> Celery:
     resilience.install()
-    app = Celery("fleet", include=TASK_MODULES)
+    app = Celery("fleet", include=TASK_MODULES, task_cls="tasks.signed:SignedTask")
     app.conf.update(celery_config(settings))
     return app
 
@@ -76,6 +76,9 @@ def reconfigure(settings: Settings) -> None:
     nothing keeps talking to the old address.
     """
     app.conf.update(celery_config(settings))
+    from tasks.signed import forget_signing
+
+    forget_signing()
     pool = app._pool
     if pool is not None:
         pool.force_close_all()

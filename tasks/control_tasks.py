@@ -9,6 +9,7 @@ import redis
 from fleet.core.models import Job, Move
 from tasks.app import app
 from tasks.runtime import runtime
+from tasks.signed import send
 from workers.drain import placement_config
 from workers.jobs import JobService
 
@@ -16,7 +17,7 @@ from workers.jobs import JobService
 def dispatch(move: Move) -> None:
     """Send a placed move to its source host's agent (the VM and its hosts first: Flower's
     task list shows the start of the arguments)."""
-    app.send_task("fleet.vm.migrate", kwargs={
+    send("fleet.vm.migrate", {
         "vm": move.vm, "source": move.source, "destination": move.destination,
         "job_id": move.job_id, "move_id": move.id})
 
@@ -33,7 +34,7 @@ def request_advance(job_id: str) -> None:
     """Ask for an advance of ``job_id``; send its message unless one is on its way
     (``Store.want_advance``): a burst of move ends costs the controller one advance."""
     if runtime().store.want_advance(job_id):
-        app.send_task("fleet.job.advance", kwargs={"job_id": job_id})
+        send("fleet.job.advance", {"job_id": job_id})
 
 
 def _view(job: Job) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from fleet.core.models import Move, Progress
 from tasks.app import app
 from tasks.control_tasks import request_advance
 from tasks.runtime import runtime
+from tasks.signed import WorkRefused
 from workers.reconciler import Reconciler
 from workers.runner import MigrationRunner
 from workers.vmpower import PowerResult, start_in_place, start_vm, stop_vm
@@ -32,7 +33,7 @@ def _publisher(task: Task) -> Any:
 
 
 @app.task(name="fleet.vm.migrate", bind=True, autoretry_for=(redis.ConnectionError,),
-          throws=(MoveNotDone,),
+          throws=(MoveNotDone, WorkRefused),
           retry_backoff=True, max_retries=5)
 def migrate_vm(self: Task, move_id: str, vm: str, source: str, destination: str,
                job_id: str) -> dict[str, str]:

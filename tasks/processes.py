@@ -17,12 +17,14 @@ from tasks.app import app
 from tasks.control_tasks import request_advance
 from tasks.routing import CONTROL_QUEUE, host_queue, worker_name
 from tasks.runtime import Runtime, configure
+from tasks.signed import configure_signing, send
 from workers.fencing import kinds
 from workers.heartbeat import Ticker, beat_hosts, beat_surveyed
 from workers.hostfacts import Registration
 from workers.hypervisors.sim import survey
 from workers.inventory import sweep_strays
 from workers.reconciler import Reconciler
+from workers.signing import AGENT
 from workers.watcher import HostWatcher
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ def start_agent_threads(rt: Runtime) -> list[Ticker]:
 
 def run_agent(settings: Settings, hosts: list[str], driver: str, uri: str,
               reg: Registration) -> None:
+    configure_signing(settings, AGENT)
     rt = configure(settings, hosts, driver, uri)
     start_watchers(rt, reg)
     start_agent_threads(rt)
@@ -115,6 +118,7 @@ def recount_after_a_switch(store: Store, last: str) -> str:
 def run_controller(settings: Settings) -> None:
     from tasks.control_tasks import service
 
+    configure_signing(settings)
     rt = configure(settings)
     jobs = service()
     me = f"controller@{socket.gethostname()}"
@@ -141,10 +145,8 @@ def run_monitor(settings: Settings, name: str) -> None:
 
     rt = configure(settings)
 
-    def send(task: str, kwargs: dict[str, object]) -> None:
-        app.send_task(task, kwargs=kwargs)
-
-    monitor = Monitor(rt.store, settings, f"{name}/{rt.instance}", send)
+    monitor = Monitor(rt.store, settings, f"{name}/{rt.instance}", send,
+                      keyring=configure_signing(settings))
     log.info("monitor %s watching %s", monitor.me, redacted(settings.redis_url))
     if settings.fence:
         log.warning("FLEET_FENCE given to the monitor is not used: the controller runs the"

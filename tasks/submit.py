@@ -16,7 +16,7 @@ from fleet.core.errors import Conflict, FleetError, InvalidInput
 from fleet.core.models import HostState, Job, JobKind, Move
 from fleet.core.names import check_name
 from fleet.store import Store
-from tasks.app import app
+from tasks.signed import send
 from workers.drain import (
     create_drain,
     create_return,
@@ -48,7 +48,7 @@ def submit_migration(store: Store, vm_name: str, to: str | None, requested_by: s
         if owner is None:
             raise
         return owner, False
-    app.send_task("fleet.job.start", kwargs={"job_id": job.id})
+    send("fleet.job.start", {"job_id": job.id})
     return job.id, True
 
 
@@ -72,7 +72,7 @@ def submit_drain(store: Store, hosts: Sequence[str], concurrency: int, requested
     refuse_hopeless_drain(store, wanted)
     start_maintenance(store, wanted)
     job = create_drain(store, wanted, concurrency, requested_by)
-    app.send_task("fleet.job.start", kwargs={"job_id": job.id})
+    send("fleet.job.start", {"job_id": job.id})
     return job.id, True
 
 
@@ -105,7 +105,7 @@ def submit_return(store: Store, host: str, concurrency: int, requested_by: str) 
     job = create_return(store, host, concurrency, requested_by)
     if job is None:
         return None
-    app.send_task("fleet.job.start", kwargs={"job_id": job.id})
+    send("fleet.job.start", {"job_id": job.id})
     return job.id
 
 
@@ -113,7 +113,7 @@ def submit_cancel(store: Store, job_id: str, requested_by: str) -> None:
     job = store.get_job(job_id)
     if job.terminal:
         raise InvalidInput(f"job {job_id} already ended: {job.state}")
-    app.send_task("fleet.job.cancel", kwargs={"job_id": job_id, "by": requested_by})
+    send("fleet.job.cancel", {"job_id": job_id, "by": requested_by})
 
 
 def request_power(store: Store, vm_name: str, action: str, by: str, wait_s: float,
@@ -135,7 +135,7 @@ def request_power(store: Store, vm_name: str, action: str, by: str, wait_s: floa
     kwargs: dict[str, Any] = {"vm": vm.name, "source": vm.host, "by": by}
     if action == "stop":
         kwargs["timeout_s"] = timeout_s
-    result = app.send_task(f"fleet.vm.{action}", kwargs=kwargs, expires=wait_s)
+    result = send(f"fleet.vm.{action}", kwargs, expires=wait_s)
     try:
         return dict(result.get(timeout=wait_s))
     except CeleryTimeout:

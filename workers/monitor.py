@@ -47,6 +47,7 @@ from fleet.settings import Settings
 from fleet.store import Store
 from fleet.store.connection import server_id
 from workers.adoption import adopt, running_elsewhere, settle_orphans
+from workers.signing import Keyring, SignatureRefused, open_event, seal_event
 from workers.witness import Witness
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,9 @@ class Monitor:
     """When this monitor last began a round that read Redis (None: not yet)."""
     server: str = ""
     """The run id of the Redis server last read: another one means a failover."""
+    keyring: Keyring | None = None
+    """Checks the signatures of inbox events and signs this monitor's own (None: no
+    checks, for tests of the decisions alone)."""
 
     def __post_init__(self) -> None:
         self.config = failover_config(self.settings)
@@ -174,7 +178,8 @@ class Monitor:
         lease no longer names it."""
         takeover, self.epoch, self.term = new_term(self.epoch, term), term.epoch, term
         raw = self.store.failover.peek()
-        events = tuple(e for e in (event_of(d) for d in raw) if e is not None)
+        events = tuple(e for e in (event_of(d) for d in map(self._opened, raw))
+                       if e is not None)
         claims = {h.name: self.store.claimed(h.name) for h in hosts}
         obs = Observation(hosts, dict(self.last_beat), self.store.list_vms(), events, claims,
                           takeover, self.witness.answered())
@@ -279,9 +284,26 @@ class Monitor:
         self.store.emit(self.store.failover.job(action.source) or "", "vm.adopted",
                         vm=action.vm, source=action.source, host=host)
         self._outcome(action.source, action.vm, detail)
-        self.store.failover.push({"type": "recover", "vm": action.vm, "target": host,
-                                  "ok": True, "detail": detail})
+        self._push({"type": "recover", "vm": action.vm, "target": host, "ok": True,
+                    "detail": detail})
         return True
+
+    def _push(self, event: dict[str, Any]) -> None:
+        self.store.failover.push(event if self.keyring is None
+                                 else seal_event(self.keyring, event))
+
+    def _opened(self, data: dict[str, Any]) -> dict[str, Any]:
+        """An inbox event whose signature holds; an empty one (ignored) otherwise, with
+        an alert: a forged fence result must never let a live host's VMs restart."""
+        if self.keyring is None:
+            return data
+        try:
+            return open_event(self.keyring, data)
+        except SignatureRefused as exc:
+            log.warning("monitor %s ignores an inbox event: %s", self.me, exc)
+            self.store.emit("", "alert", alert="unsigned_event", subject=str(data.get("host")
+                            or data.get("vm") or "?"), message=f"failover inbox: {exc}")
+            return {}
 
     def _settle_orphans(self, state: FailoverState) -> None:
         """End the moves that died with their confirmed-off source host."""

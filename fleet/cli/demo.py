@@ -25,6 +25,7 @@ from fleet.core.models import VM, Host, Job, JobState
 from fleet.settings import Settings
 from fleet.store import Store, redis_answers
 from tasks.routing import FLOWER_COLUMNS
+from workers.signing import generate
 
 MAX_AGENTS = 8
 VMS_PER_HOST = 8  # the largest demo shape (4 vCPUs, 8 GiB) fits 8 times on a demo host
@@ -103,6 +104,8 @@ def _scenario(procs: Processes, settings: Settings, hosts: int, vms: int, once: 
         url = procs.start_redis()
     prefix = f"{settings.prefix}-demo"
     env = _env(url, prefix, settings)
+    env["FLEET_KEYS_DIR"] = settings.keys_dir or str(procs.log_dir / "keys")
+    generate(env["FLEET_KEYS_DIR"])  # the demo's own keys, unless this machine has some
     os.environ.update(env)  # the Celery app of this process must use the demo's Redis
     store = Store.connect(url, prefix)
     names = [f"h{i}" for i in range(1, hosts + 1)]
@@ -165,7 +168,8 @@ def _fail_over(store: Store, console: Console) -> bool:
 def _hints(console: Console) -> None:
     console.print("In another terminal:\n"
                   f"  export FLEET_REDIS_URL={os.environ['FLEET_REDIS_URL']}"
-                  f" FLEET_PREFIX={os.environ['FLEET_PREFIX']}\n"
+                  f" FLEET_PREFIX={os.environ['FLEET_PREFIX']}"
+                  f" FLEET_KEYS_DIR={os.environ['FLEET_KEYS_DIR']}\n"
                   "  fleet hosts; fleet vms; fleet vm migrate web-2 --wait\n"
                   "  fleet sim power off h2; fleet jobs; fleet sim power on h2\n"
                   "  fleet sim vm create app-1 --host h1 --ha; fleet host drain h1 --wait\n"

@@ -20,6 +20,8 @@ from fleet.cli.common import (
 from fleet.core.errors import InvalidInput
 from fleet.core.models import HostState
 from fleet.core.names import check_name
+from fleet.settings import Settings
+from fleet.store import Store
 
 host_app = typer.Typer(help="Show, drain, activate and fence hosts.", no_args_is_help=True)
 
@@ -119,7 +121,7 @@ def activate(
     if running_drain(store, host) is not None:
         raise InvalidInput(f"host {host} is still draining; cancel that job first")
     if current.state in FAILOVER_DONE:
-        store.failover.push({"type": "activate", "host": host, "by": who()})
+        tell_monitor(settings, store, {"type": "activate", "host": host, "by": who()})
         typer.echo(f"{host}: activation sent to the monitor")
         return None
     if current.state not in (HostState.ACTIVE.value, HostState.MAINTENANCE.value):
@@ -144,24 +146,33 @@ FAILOVER_DONE = ("fenced", "recovering", "recovered")
 @host_app.command("confirm-down")
 def confirm_down(host: str) -> None:
     """After checking by hand that HOST is off: let failover restart its VMs."""
-    _, store = load_store()
+    settings, store = load_store()
     current = store.get_host(check_name("host", host))
     if current.state not in ("down", "fence_failed", "fencing", "suspect"):
         raise InvalidInput(f"host {host} is {current.state}; confirm-down is for hosts that"
                            " failover could not fence")
-    store.failover.push({"type": "confirm", "host": host, "by": who()})
+    tell_monitor(settings, store, {"type": "confirm", "host": host, "by": who()})
     store.emit(store.failover.job(host) or "", "host.confirm_down", host=host, by=who())
     typer.echo(f"{host}: confirmation sent to the monitor")
+
+
+def tell_monitor(settings: Settings, store: Store, command: dict[str, str]) -> None:
+    """Put an operator's command in the monitor's inbox, signed by the control plane
+    (the monitor ignores unsigned ones); nothing is written when it cannot be signed."""
+    from workers.signing import CONTROL, Keyring, seal_event
+
+    ring = Keyring.load(settings.keys_dir, CONTROL, settings.signature_ttl_s)
+    store.failover.push(seal_event(ring, command))
 
 
 @host_app.command("fence")
 def fence(host: str) -> None:
     """Fence HOST now (power off, confirmed), whatever its heartbeats say."""
-    _, store = load_store()
+    settings, store = load_store()
     current = store.get_host(check_name("host", host))
     if current.state in FAILOVER_DONE:
         raise InvalidInput(f"host {host} is already {current.state}")
-    store.failover.push({"type": "fence_now", "host": host, "by": who()})
+    tell_monitor(settings, store, {"type": "fence_now", "host": host, "by": who()})
     store.emit("", "host.fence_requested", host=host, by=who())
     typer.echo(f"{host}: fence request sent to the monitor")
 

@@ -30,6 +30,7 @@ from fleet.cli.common import (
 )
 from fleet.cli.host_cmds import capacity, host_app
 from fleet.cli.job_cmds import job_app, jobs
+from fleet.cli.keys_cmds import keys_app
 from fleet.cli.lab import lab_app
 from fleet.cli.plan import plan_app
 from fleet.cli.power import vm_start, vm_stop
@@ -53,6 +54,7 @@ app.add_typer(host_app, name="host")
 app.add_typer(lab_app, name="lab")
 app.add_typer(plan_app, name="plan")
 app.add_typer(sim_app, name="sim")
+app.add_typer(keys_app, name="keys")
 app.command("capacity")(capacity)
 
 

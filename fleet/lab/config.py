@@ -7,12 +7,14 @@ host ``hN`` is ``.(10+N)``. ``FLEET_LAB_*`` environment variables override the d
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from fleet.core.definition_rules import DEFAULT_ROOTS
 from fleet.core.errors import InvalidInput
 
 MAX_HOSTS = 50
@@ -90,6 +92,23 @@ class LabConfig:
     @property
     def path(self) -> Path:
         return Path(self.root)
+
+    @property
+    def keys_dir(self) -> str:
+        """The lab's signing keys (``fleet keys init``), made by ``lab up``."""
+        return str(self.path / "keys")
+
+    @property
+    def domain_roots(self) -> list[str]:
+        """Where lab guests' host paths lie: libvirt's own, the machine's kernels in
+        /boot, the lab directory (initramfs, templates)."""
+        return [*DEFAULT_ROOTS, "/boot", self.root]
+
+    def client_env(self) -> dict[str, str]:
+        """What points fleet commands (and this process's tasks) at the lab."""
+        return {"FLEET_REDIS_URL": self.redis_url, "FLEET_PREFIX": self.prefix,
+                "FLEET_LAB_DIR": self.root, "FLEET_KEYS_DIR": self.keys_dir,
+                "FLEET_DOMAIN_ROOTS": json.dumps(self.domain_roots)}
 
     @property
     def state_file(self) -> Path:

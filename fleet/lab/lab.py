@@ -29,6 +29,7 @@ from fleet.lab.services import (
     start_controller,
 )
 from fleet.lab.state import HostPids, LabState, load_state, locked, save_state
+from workers import signing
 from workers.procfs import netns_processes
 
 LAB_CHILDREN = ("state.json", "logs", "redis", "guest")
@@ -41,6 +42,7 @@ def up(cfg: LabConfig, agents: bool = True, install: bool = True) -> LabState:
     with locked(cfg.path):
         state = _adopt(cfg, load_state(cfg.path))
         network.ensure_bridge(cfg)
+        signing.generate(cfg.keys_dir)
         state.redis = ensure_redis(cfg, state.redis)
         save_state(state)
         _ensure_hosts(cfg, state)
@@ -176,7 +178,8 @@ def env_lines(root: Path) -> list[str]:
     """Shell lines that point fleet commands at the lab's Redis and prefix."""
     state = load_state(root)
     cfg = state.config if state else config_from_env(root=str(root))
-    return [f"export FLEET_REDIS_URL={cfg.redis_url}", f"export FLEET_PREFIX={cfg.prefix}"]
+    shown = ("FLEET_REDIS_URL", "FLEET_PREFIX", "FLEET_KEYS_DIR")
+    return [f"export {k}={v}" for k, v in cfg.client_env().items() if k in shown]
 
 
 def status(root: Path, domains: bool = True) -> dict[str, Any]:
@@ -215,7 +218,8 @@ def _host_status(cfg: LabConfig, host: str, pids: HostPids, domains: bool) -> di
 def _domains(cfg: LabConfig, host: str) -> list[dict[str, Any]] | None:
     from workers.hypervisors.libvirt import LibvirtHypervisor
 
-    hv = LibvirtHypervisor(host, cfg.uri(host), allow_tcp=True)
+    hv = LibvirtHypervisor(host, cfg.uri(host), allow_tcp=True,
+                           roots=cfg.domain_roots)
     try:
         return [{"name": d.name, "state": d.state.value, "memory_mib": d.memory_mib,
                  "migrating": d.migrating} for d in hv.list_domains()]

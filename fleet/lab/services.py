@@ -68,8 +68,7 @@ def fleet_env(cfg: LabConfig) -> dict[str, str]:
     path = os.environ.get("PYTHONPATH", "")
     fence = {"*": {"agent": "lab", "netns": f"{cfg.netns_prefix}{{host}}"}}
     # the lab's libvirtds listen in clear on its private bridge (qemu+tcp)
-    return {**os.environ, "FLEET_REDIS_URL": cfg.redis_url, "FLEET_PREFIX": cfg.prefix,
-            "FLEET_MIGRATION_ALLOW_TCP": "true",
+    return {**os.environ, **cfg.client_env(), "FLEET_MIGRATION_ALLOW_TCP": "true",
             "FLEET_FENCE": os.environ.get("FLEET_FENCE") or json.dumps(fence),
             "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
 

@@ -71,6 +71,20 @@ class FailoverStore:
         newest = self.r.get(self.keys.monitor_epoch)
         return bool(epoch) and newest is not None and int(newest) > epoch
 
+    def fence_refusal(self, host: str, attempt: int, epoch: int) -> str:
+        """Why a fence of ``host`` (attempt ``attempt``, decided under ``epoch``) must not
+        run, or "" when the leader's saved state decided exactly it: ``host`` is
+        ``fencing`` at that attempt under the current epoch (one read of both)."""
+        newest, raw = self.r.mget([self.keys.monitor_epoch, self.keys.failover_state])
+        if not epoch or newest is None or int(newest) != epoch:
+            return (f"decided under monitor epoch {epoch or 'none'}, but the current epoch"
+                    f" is {newest or 'none'}")
+        health = dict(json.loads(raw) if raw else {}).get("hosts", {}).get(host, {})
+        if health.get("state") != "fencing" or health.get("attempts") != attempt:
+            return (f"the monitor's state has {host} {health.get('state', 'unwatched')}"
+                    f" (attempt {health.get('attempts', 0)}), not fencing at attempt {attempt}")
+        return ""
+
     def claim(self, me: str, ttl_s: float) -> Term | None:
         """Renew ``me``'s lease or take a lapsed one; None while another holds it."""
         raw = self._claim(keys=[self.keys.monitor_lease, self.keys.monitor_epoch],

@@ -118,13 +118,15 @@ def fleet_lab(lab_cfg: LabConfig) -> Iterator[LabConfig]:
     from tasks.app import reconfigure
 
     lab.up(lab_cfg, install=False)
-    os.environ.update({"FLEET_REDIS_URL": lab_cfg.redis_url, "FLEET_PREFIX": lab_cfg.prefix,
-                       "FLEET_LAB_DIR": lab_cfg.root})
+    saved = os.environ.get("FLEET_KEYS_DIR")
+    os.environ.update(lab_cfg.client_env())
     reconfigure(load_settings())
     store = lab_store(lab_cfg)
     wait_until(lambda: all(store.heartbeat(h) for h in lab_cfg.host_names()), 60.0,
                "lab agents' heartbeats")
     yield lab_cfg
-    for key in ("FLEET_REDIS_URL", "FLEET_PREFIX", "FLEET_LAB_DIR"):
+    for key in ("FLEET_REDIS_URL", "FLEET_PREFIX", "FLEET_LAB_DIR", "FLEET_KEYS_DIR"):
         os.environ.pop(key, None)
+    if saved:
+        os.environ["FLEET_KEYS_DIR"] = saved
     reconfigure(load_settings())  # nothing in this process may talk to the lab once it is down

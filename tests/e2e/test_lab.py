@@ -44,7 +44,8 @@ runner = CliRunner()
 
 
 def hv(cfg: LabConfig, host: str) -> LibvirtHypervisor:
-    return LibvirtHypervisor(host, cfg.uri(host), allow_tcp=True)
+    return LibvirtHypervisor(host, cfg.uri(host), allow_tcp=True,
+                           roots=cfg.domain_roots)
 
 
 def virsh_hostname(cfg: LabConfig, host: str) -> str:
@@ -90,7 +91,8 @@ def test_status_and_env_cli(lab_cfg: LabConfig, cli_env: dict[str, str]) -> None
     assert all(h["libvirtd_alive"] and h["libvirtd_listening"] for h in hosts.values())
     env = runner.invoke(lab_app, ["env"], env=cli_env)
     assert env.stdout.splitlines() == [f"export FLEET_REDIS_URL={lab_cfg.redis_url}",
-                                       f"export FLEET_PREFIX={lab_cfg.prefix}"]
+                                       f"export FLEET_PREFIX={lab_cfg.prefix}",
+                                       f"export FLEET_KEYS_DIR={lab_cfg.root}/keys"]
 
 
 def test_bad_input_is_invalid_input(lab_cfg: LabConfig, cli_env: dict[str, str]) -> None:

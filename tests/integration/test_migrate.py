@@ -42,6 +42,7 @@ def test_migrate_without_destination_is_placed(cluster: Cluster) -> None:
 
 def test_same_message_twice_moves_once(cluster: Cluster) -> None:
     from tasks.app import app
+    from tasks.signed import sealed
 
     cluster.add_vm("dup-1", "h1", memory_mib=1024, dirty=10)
     job = cluster.store.create_move_job(JobKind.MIGRATE, "test", [Move("", "", "dup-1", "h1")])
@@ -49,7 +50,8 @@ def test_same_message_twice_moves_once(cluster: Cluster) -> None:
     cluster.store.set_move(move.id, "pending", destination="h3")
     kwargs = {"move_id": move.id, "vm": "dup-1", "source": "h1", "destination": "h3",
               "job_id": job.id}
-    results = [app.send_task("fleet.vm.migrate", kwargs=kwargs) for _ in range(2)]
+    signed = sealed("fleet.vm.migrate", kwargs)  # one message, delivered twice
+    results = [app.send_task("fleet.vm.migrate", kwargs=signed) for _ in range(2)]
     outcomes = [r.get(timeout=60) for r in results]
     duplicate = [o for o in outcomes if "not claimed" in o["detail"]]
     ran = [o for o in outcomes if "not claimed" not in o["detail"]]

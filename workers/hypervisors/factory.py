@@ -21,7 +21,8 @@ def open_hypervisor(driver: str, host: str, uri: str, store: Store, settings: Se
     if driver == "libvirt":
         from workers.hypervisors.libvirt import LibvirtHypervisor
 
-        adapter: Hypervisor = LibvirtHypervisor(host, uri or "qemu:///system",
-                                                allow_tcp=settings.migration_allow_tcp)
+        adapter: Hypervisor = LibvirtHypervisor(
+            host, uri or "qemu:///system", allow_tcp=settings.migration_allow_tcp,
+            roots=[*settings.domain_roots, *settings.shared_storage])
         return adapter
     raise InvalidInput(f"unknown driver {driver!r}: choose one of {', '.join(DRIVERS)}")

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from fleet.core.definition_rules import DEFAULT_ROOTS, definition_problems
 from fleet.core.errors import InvalidInput
 from fleet.core.hypervisor import (
     DestinationError,
@@ -188,8 +189,10 @@ class LibvirtHypervisor:
     """One host's libvirtd, reached through ``uri`` (``qemu:///system`` on the host)."""
 
     def __init__(self, host: str, uri: str = "qemu:///system",
-                 keepalive: tuple[int, int] = (5, 3), allow_tcp: bool = False) -> None:
+                 keepalive: tuple[int, int] = (5, 3), allow_tcp: bool = False,
+                 roots: Sequence[str] = DEFAULT_ROOTS) -> None:
         self.host = host
+        self.roots = tuple(roots)  # where definitions' host paths may lie
         self.uri = uri
         self.keepalive = keepalive
         self.allow_tcp = allow_tcp  # qemu+tcp peers (fleet.core.libvirt_uri)
@@ -291,6 +294,11 @@ class LibvirtHypervisor:
     def _define(self, spec: DomainSpec, start: bool) -> DomainInfo:
         if not spec.definition:
             raise PermanentError(f"domain {spec.name} has no definition")
+        problems = definition_problems(spec.definition, self.roots)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise PermanentError(f"refused to define {spec.name} on {self.host}:"
+                                 f" {problems[0]}{more}")
 
         def run(conn: Any) -> DomainInfo:
             dom = conn.defineXML(spec.definition)
