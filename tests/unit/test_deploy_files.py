@@ -39,6 +39,8 @@ COMPOSE_ONLY = {
     "FLEET_HOST": "the fleet name of the KVM host an agent container serves",
     "FLEET_CONTROL_HOST": "the control node's address, for agents on the host network",
     "FLEET_HOST_ADDRESS": "the KVM host's address its peers migrate to",
+    "FLEET_REDIS_BIND": "the address Redis (and its replica and sentinels) is published on",
+    "FLEET_FLOWER_BIND": "the address Flower is published on",
 }
 # Values standing in for variables and systemd specifiers when commands are parsed.
 SAMPLES = {"FLEET_HOST": "kvm1", "FLEET_CONTROL_HOST": "10.0.0.1",

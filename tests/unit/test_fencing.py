@@ -7,6 +7,7 @@ Everything runs on this machine: a fake ``ipmitool`` on PATH, a tiny Redfish ser
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -253,6 +254,8 @@ class _Bmc:
         self.delay_s = 0.0
         self.posts: list[dict[str, Any]] = []
         self.auth = "Basic " + base64.b64encode(b"fence:pw").decode()
+        self.redirect_to = ""
+        self.seen_auth: list[str] = []
 
 
 SYSTEM = "/redfish/v1/Systems/1"
@@ -279,6 +282,13 @@ class _RedfishHandler(BaseHTTPRequestHandler):
         return False
 
     def do_GET(self) -> None:
+        self.bmc.seen_auth.append(self.headers.get("Authorization", ""))
+        if self.bmc.redirect_to:
+            self.send_response(307)
+            self.send_header("Location", self.bmc.redirect_to + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if not self._authorized():
             return
         threading.Event().wait(self.bmc.delay_s)
@@ -317,20 +327,49 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # clients that time out on purpose break the pipe
 
 
-@pytest.fixture
-def redfish() -> Iterator[tuple[str, _Bmc]]:
+@contextlib.contextmanager
+def _serving() -> Iterator[tuple[str, _Bmc]]:
     bmc = _Bmc()
     server = _QuietServer(("127.0.0.1", 0), _handler(bmc))
     thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", bmc
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", bmc
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def redfish() -> Iterator[tuple[str, _Bmc]]:
+    with _serving() as served:
+        yield served
+
+
+def test_redfish_refuses_a_redirect_and_keeps_its_credentials(
+        redfish: tuple[str, _Bmc]) -> None:
+    """A BMC (or whoever answers in its place) that redirects gets no second request: the
+    credentials never reach the other address."""
+    url, bmc = redfish
+    with _serving() as (other_url, other):
+        bmc.redirect_to = other_url
+        agent = RedfishAgent(url, SYSTEM, "fence", "pw", allow_http=True)
+        out = agent.fence("h1", 1.0, SystemClock())
+    assert not out.ok and "redirected (HTTP 307)" in out.detail, out.detail
+    assert bmc.seen_auth and other.seen_auth == []  # asked once, here only
+    assert bmc.power == "On" and bmc.posts == []
+
+
+def test_redfish_refuses_plain_http_unless_allowed() -> None:
+    with pytest.raises(FenceError, match="plain HTTP"):
+        RedfishAgent("http://bmc")
+    assert RedfishAgent("http://bmc", allow_http=True).url == "http://bmc"
+    assert RedfishAgent("https://bmc/").url == "https://bmc"
 
 
 def test_redfish_force_off_then_poll(redfish: tuple[str, _Bmc]) -> None:
     url, bmc = redfish
-    agent = RedfishAgent(url, username="fence", password="pw", poll_s=0.05)
+    agent = RedfishAgent(url, username="fence", password="pw", poll_s=0.05, allow_http=True)
     out = agent.fence("h1", 5.0, SystemClock())
     assert out.ok, out.detail
     assert bmc.posts == [{"ResetType": "ForceOff"}]
@@ -340,20 +379,23 @@ def test_redfish_force_off_then_poll(redfish: tuple[str, _Bmc]) -> None:
 def test_redfish_already_off_is_not_reset(redfish: tuple[str, _Bmc]) -> None:
     url, bmc = redfish
     bmc.power = "Off"
-    out = RedfishAgent(url, username="fence", password="pw").fence("h1", 5.0, SystemClock())
+    agent = RedfishAgent(url, username="fence", password="pw", allow_http=True)
+    out = agent.fence("h1", 5.0, SystemClock())
     assert out.ok and bmc.posts == []
 
 
 def test_redfish_bad_credentials_fail(redfish: tuple[str, _Bmc]) -> None:
     url, _ = redfish
-    out = RedfishAgent(url, username="fence", password="no").fence("h1", 5.0, SystemClock())
+    out = RedfishAgent(url, username="fence", password="no",
+                       allow_http=True).fence("h1", 5.0, SystemClock())
     assert not out.ok and "HTTP 401" in out.detail
 
 
 def test_redfish_never_off_times_out(redfish: tuple[str, _Bmc]) -> None:
     url, bmc = redfish
     bmc.ignore_reset = True
-    agent = RedfishAgent(url, "/redfish/v1/Systems/1", "fence", "pw", poll_s=0.05)
+    agent = RedfishAgent(url, "/redfish/v1/Systems/1", "fence", "pw", poll_s=0.05,
+                         allow_http=True)
     out = agent.fence("h1", 0.4, SystemClock())
     assert not out.ok and out.state is PowerState.ON and "timed out" in out.detail
 
@@ -361,7 +403,8 @@ def test_redfish_never_off_times_out(redfish: tuple[str, _Bmc]) -> None:
 def test_redfish_slow_bmc_is_a_failure(redfish: tuple[str, _Bmc]) -> None:
     url, bmc = redfish
     bmc.delay_s = 0.5
-    agent = RedfishAgent(url, "/redfish/v1/Systems/1", "fence", "pw", command_timeout_s=0.2)
+    agent = RedfishAgent(url, "/redfish/v1/Systems/1", "fence", "pw", command_timeout_s=0.2,
+                         allow_http=True)
     out = agent.fence("h1", 5.0, SystemClock())
     assert not out.ok
     assert "no answer" in out.detail or "timed out" in out.detail
@@ -371,7 +414,7 @@ def test_redfish_unreachable_service_fails() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    agent = RedfishAgent(f"http://127.0.0.1:{port}", "/redfish/v1/Systems/1")
+    agent = RedfishAgent(f"http://127.0.0.1:{port}", "/redfish/v1/Systems/1", allow_http=True)
     out = agent.fence("h1", 1.0, SystemClock())
     assert not out.ok and "refused" in out.detail.lower()
 

@@ -7,13 +7,16 @@
 (``PoweringOff`` is not yet off), anything else is unknown. A system already off is not
 reset again.
 
-TLS is verified by default (``verify_tls``, optional ``ca_file``); credentials go in an
-``Authorization: Basic`` header. HTTP errors raise ``FenceError``, a socket timeout raises
+Only ``https://`` unless ``allow_http`` (Basic credentials in clear otherwise). TLS is
+verified by default (``verify_tls``, optional ``ca_file``); credentials go in an
+``Authorization: Basic`` header, and a redirect is refused rather than followed, so they
+never reach another address. HTTP errors raise ``FenceError``, a socket timeout raises
 ``FenceTimeout``.
 
 Config keys: ``url`` (``https://bmc``), ``system`` (e.g. ``/redfish/v1/Systems/1``;
 empty means the first member of ``/redfish/v1/Systems``), ``username``, ``password`` or
-``password_file``, ``verify_tls``, ``ca_file``, ``reset_type``, ``command_timeout_s``,
+``password_file``, ``verify_tls``, ``ca_file``, ``allow_http``, ``reset_type``,
+``command_timeout_s``,
 ``poll_s``, ``resend_s``.
 """
 
@@ -49,6 +52,7 @@ class RedfishAgent(ConfirmingAgent):
     password_file: str = ""
     verify_tls: bool = True
     ca_file: str = ""
+    allow_http: bool = False
     reset_type: str = "ForceOff"
     command_timeout_s: float = 10.0
     poll_s: float = 1.0
@@ -58,6 +62,9 @@ class RedfishAgent(ConfirmingAgent):
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
             raise FenceError(f"redfish: url must start with http:// or https://: {self.url}")
+        if self.url.startswith("http://") and not self.allow_http:
+            raise FenceError(f"redfish: {self.url} is plain HTTP (credentials in clear); use"
+                             " https:// or set allow_http = true")
         self.url = self.url.rstrip("/")
 
     def _headers(self) -> dict[str, str]:
@@ -80,14 +87,21 @@ class RedfishAgent(ConfirmingAgent):
     def request(self, method: str, path: str, body: dict[str, Any] | None = None,
                 ) -> dict[str, Any]:
         """One JSON request to the service; the decoded reply (``{}`` when empty)."""
+        if not path.startswith("/") or path.startswith("//"):
+            raise FenceError(f"redfish {method} {path!r}: not a path on {self.url}")
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method,
                                      headers=self._headers())
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(
+            context=self._context()), _NoRedirect())
         try:
-            with urllib.request.urlopen(req, timeout=self.command_timeout_s,
-                                        context=self._context()) as reply:
+            with opener.open(req, timeout=self.command_timeout_s) as reply:
                 raw = reply.read()
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                raise FenceError(f"redfish {method} {path}: redirected (HTTP {exc.code}) to"
+                                 f" {exc.headers.get('Location', '?')}; redirects are not"
+                                 " followed, so credentials stay with this BMC") from None
             raise FenceError(f"redfish {method} {path}: HTTP {exc.code} {exc.reason}") \
                 from None
         except TimeoutError:
@@ -121,6 +135,13 @@ class RedfishAgent(ConfirmingAgent):
         if state == "off":
             return PowerState.OFF
         return PowerState.ON if state in _ON else PowerState.UNKNOWN
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse every redirect: the request (with its credentials) is not sent again."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 def _decode(raw: bytes, method: str, path: str) -> dict[str, Any]:
