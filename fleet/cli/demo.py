@@ -76,8 +76,8 @@ def _start(procs: Processes, env: dict[str, str], names: list[str], flower_port:
     procs.fleet("monitor", ["monitor", "--name", "demo-monitor"], env)
     procs.spawn("flower", [
         sys.executable, "-m", "celery", "-A", "tasks.app:app", "flower",
-        f"--port={flower_port}", "--address=127.0.0.1", FLOWER_COLUMNS,
-        f"--basic-auth={settings.flower_user}:{settings.flower_password}"], env)
+        f"--port={flower_port}", "--address=127.0.0.1", FLOWER_COLUMNS],
+        {**env, "FLOWER_BASIC_AUTH": f"{settings.flower_user}:{settings.flower_password}"})
 
 
 def run_demo(hosts: int, vms: int | None, once: bool, console: Console) -> int:

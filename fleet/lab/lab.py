@@ -32,7 +32,7 @@ from fleet.lab.state import HostPids, LabState, load_state, locked, save_state
 from workers import signing
 from workers.procfs import netns_processes
 
-LAB_CHILDREN = ("state.json", "logs", "redis", "guest")
+LAB_CHILDREN = ("state.json", "logs", "redis", "guest", "keys")
 
 
 def up(cfg: LabConfig, agents: bool = True, install: bool = True) -> LabState:

@@ -103,13 +103,18 @@ def start_controller(cfg: LabConfig, state: LabState) -> None:
         state.monitor = spawn([*fleet, "monitor", "--name", "lab"],
                               cfg.log_dir / "monitor.log", env=env)
     if not alive(state.flower):
-        state.flower = spawn(flower_argv(cfg), cfg.log_dir / "flower.log", env=env)
+        state.flower = spawn(flower_argv(cfg), cfg.log_dir / "flower.log",
+                             env={**env, "FLOWER_BASIC_AUTH": flower_auth()})
+
+
+def flower_auth() -> str:
+    """Flower's basic auth (FLEET_FLOWER_USER / FLEET_FLOWER_PASSWORD), handed over in
+    its environment: a password on a command line is readable by every local user."""
+    user = os.environ.get("FLEET_FLOWER_USER", "fleet")
+    return f"{user}:{os.environ.get('FLEET_FLOWER_PASSWORD', 'fleet')}"
 
 
 def flower_argv(cfg: LabConfig) -> list[str]:
-    """Flower on loopback with basic auth (FLEET_FLOWER_USER / FLEET_FLOWER_PASSWORD)."""
-    user = os.environ.get("FLEET_FLOWER_USER", "fleet")
-    password = os.environ.get("FLEET_FLOWER_PASSWORD", "fleet")
+    """Flower on loopback (basic auth from ``FLOWER_BASIC_AUTH``, see ``flower_auth``)."""
     return [sys.executable, "-m", "celery", "-A", "tasks.app:app", "flower", FLOWER_COLUMNS,
-            f"--port={cfg.flower_port}", "--address=127.0.0.1",
-            f"--basic-auth={user}:{password}"]
+            f"--port={cfg.flower_port}", "--address=127.0.0.1"]
