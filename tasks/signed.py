@@ -51,9 +51,9 @@ def forget_signing() -> None:
 
 
 def keyring() -> Keyring:
-    """This process's keyring, loaded from the environment (role ``control``) on first use."""
-    with _lock:
-        ring = _state.get("ring")
+    """This process's keyring, loaded from the environment (role ``control``) on first use
+    (read without the lock: every task checks a signature, and a dict read is atomic)."""
+    ring = _state.get("ring")
     return ring if ring is not None else configure_signing(load_settings())
 
 

@@ -28,7 +28,14 @@ def reading(hv: Hypervisor, agent_id: str) -> dict[str, object] | None:
         domains = [{"name": d.name, "state": d.state.value} for d in hv.list_domains()]
     except HypervisorError as exc:
         domains, error = [], error or str(exc)
-    return {"agent": agent_id, "hypervisor_ok": healthy, "domains": domains, "error": error}
+    return beat_info(agent_id, healthy, domains, error)
+
+
+def beat_info(agent_id: str, healthy: bool, domains: Sequence[Mapping[str, str]],
+              error: str = "") -> dict[str, object]:
+    """A heartbeat's content: the agent, libvirt health, the domains, the last error."""
+    return {"agent": agent_id, "hypervisor_ok": healthy, "domains": list(domains),
+            "error": error}
 
 
 def beat_once(store: Store, hv: Hypervisor, agent_id: str, ttl_s: float) -> None:
@@ -42,9 +49,8 @@ def beat_surveyed(store: Store, seen: Mapping[str, Sequence[Mapping[str, str]] |
                   agent_id: Callable[[str], str], ttl_s: float) -> int:
     """One heartbeat for each host of ``seen`` (its domains, read together for many
     hosts; None for a host without power), written in one round trip; how many."""
-    infos: dict[str, dict[str, object]] = {
-        host: {"agent": agent_id(host), "hypervisor_ok": True, "domains": list(domains),
-               "error": ""} for host, domains in seen.items() if domains is not None}
+    infos = {host: beat_info(agent_id(host), True, domains)
+             for host, domains in seen.items() if domains is not None}
     store.beat_many(infos, ttl_s)
     return len(infos)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import stat
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from fleet.core.errors import FleetError, InvalidInput
+from workers.secretfile import read_private
 
 CONTROL, AGENT = "control", "agent"
 ROLES = (CONTROL, AGENT)
@@ -131,12 +131,9 @@ class Keyring:
 
 def _private(path: Path) -> Ed25519PrivateKey:
     try:
-        mode = path.stat().st_mode
-        if mode & 0o077:
-            raise InvalidInput(f"signing key {path} is readable by group or others"
-                               f" (mode {stat.S_IMODE(mode):04o}); chmod 600 it")
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError) as exc:
+        key = serialization.load_pem_private_key(
+            read_private(path, "signing key", InvalidInput), password=None)
+    except ValueError as exc:
         raise InvalidInput(f"cannot read signing key {path}: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise InvalidInput(f"signing key {path} is not an Ed25519 key")

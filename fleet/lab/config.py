@@ -12,10 +12,13 @@ import os
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleet.core.definition_rules import DEFAULT_ROOTS
 from fleet.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from workers.hypervisors.libvirt import LibvirtHypervisor
 
 MAX_HOSTS = 50
 LIBVIRTD_PORT = 16509
@@ -103,6 +106,13 @@ class LabConfig:
         """Where lab guests' host paths lie: libvirt's own, the machine's kernels in
         /boot, the lab directory (initramfs, templates)."""
         return [*DEFAULT_ROOTS, "/boot", self.root]
+
+    def hypervisor(self, host: str) -> LibvirtHypervisor:
+        """A libvirt connection (opened on first use) to lab host ``host``'s libvirtd:
+        qemu+tcp on the lab's private bridge, the lab's paths allowed in definitions."""
+        from workers.hypervisors.libvirt import LibvirtHypervisor
+
+        return LibvirtHypervisor(host, self.uri(host), allow_tcp=True, roots=self.domain_roots)
 
     def client_env(self) -> dict[str, str]:
         """What points fleet commands (and this process's tasks) at the lab."""

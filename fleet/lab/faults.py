@@ -142,7 +142,7 @@ def copy_state(hv: LibvirtHypervisor, name: str) -> str:
 def hypervisors(cfg: LabConfig, hosts: Iterable[str] | None = None,
                 ) -> dict[str, LibvirtHypervisor]:
     """A fresh libvirt connection (opened on first use) per lab host."""
-    return {h: LibvirtHypervisor(h, cfg.uri(h), allow_tcp=True, roots=cfg.domain_roots)
+    return {h: cfg.hypervisor(h)
             for h in (hosts or cfg.host_names())}
 
 

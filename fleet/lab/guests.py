@@ -24,7 +24,6 @@ from fleet.lab.deps import kernel_image
 from fleet.lab.procs import LabError, run
 from fleet.lab.services import lab_store
 from workers.hypervisors.domain_xml import os_domain_xml, tiny_domain_xml
-from workers.hypervisors.libvirt import LibvirtHypervisor
 from workers.inventory import create_vm
 from workers.procfs import netns_processes
 
@@ -107,8 +106,7 @@ def create_lab_vm(cfg: LabConfig, name: str, host: str, memory_mib: int | None =
     xml = domain_xml(cfg, name, vm_uuid, memory, os_guest, dirty_mib_s)
     vm = VM(name, vm_uuid, host, 1, memory, ha=ha, priority=priority, group=group, rule=rule,
             definition=xml, dirty_mib_s=dirty_mib_s if os_guest else 0.0)
-    hv = LibvirtHypervisor(host, cfg.uri(host), allow_tcp=True,
-                           roots=cfg.domain_roots)
+    hv = cfg.hypervisor(host)
     try:
         return create_vm(lab_store(cfg), hv, vm)
     except HypervisorError as exc:
@@ -121,8 +119,7 @@ def remove_all_guests(cfg: LabConfig) -> None:
     """Destroy every guest on the lab's hosts and forget every VM of its store."""
     store = lab_store(cfg)
     for host in cfg.host_names():
-        hv = LibvirtHypervisor(host, cfg.uri(host), allow_tcp=True,
-                           roots=cfg.domain_roots)
+        hv = cfg.hypervisor(host)
         try:
             for dom in hv.list_domains():
                 hv.destroy(dom.name)

@@ -216,10 +216,7 @@ def _host_status(cfg: LabConfig, host: str, pids: HostPids, domains: bool) -> di
 
 
 def _domains(cfg: LabConfig, host: str) -> list[dict[str, Any]] | None:
-    from workers.hypervisors.libvirt import LibvirtHypervisor
-
-    hv = LibvirtHypervisor(host, cfg.uri(host), allow_tcp=True,
-                           roots=cfg.domain_roots)
+    hv = cfg.hypervisor(host)
     try:
         return [{"name": d.name, "state": d.state.value, "memory_mib": d.memory_mib,
                  "migrating": d.migrating} for d in hv.list_domains()]

@@ -44,8 +44,7 @@ runner = CliRunner()
 
 
 def hv(cfg: LabConfig, host: str) -> LibvirtHypervisor:
-    return LibvirtHypervisor(host, cfg.uri(host), allow_tcp=True,
-                           roots=cfg.domain_roots)
+    return cfg.hypervisor(host)
 
 
 def virsh_hostname(cfg: LabConfig, host: str) -> str:

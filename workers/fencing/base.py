@@ -15,8 +15,6 @@ so a fence takes at most ``timeout_s`` plus one command timeout.
 
 from __future__ import annotations
 
-import os
-import stat
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,6 +22,7 @@ from typing import Protocol
 
 from fleet.core.errors import FleetError
 from fleet.core.failover import FenceResult
+from workers.secretfile import read_private
 
 
 class FenceError(FleetError):
@@ -35,17 +34,8 @@ class FenceTimeout(FenceError):
 
 
 def read_secret(path: str, who: str) -> str:
-    """The secret in file ``path`` (stripped), refused unless only its owner may read it:
-    a password that group or others can read is not a secret any more."""
-    try:
-        mode = os.stat(path).st_mode
-        if mode & 0o077:
-            raise FenceError(f"{who}: password file {path} is readable by group or others"
-                             f" (mode {stat.S_IMODE(mode):04o}); chmod 600 it")
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().strip()
-    except OSError as exc:
-        raise FenceError(f"{who}: cannot read password file {path}: {exc.strerror}") from None
+    """The secret in file ``path`` (stripped), refused unless only its owner may read it."""
+    return read_private(path, f"{who} password file", FenceError).decode().strip()
 
 
 class PowerState(StrEnum):
